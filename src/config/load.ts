@@ -1,0 +1,186 @@
+import { existsSync, readFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import YAML from "yaml";
+import type { z } from "zod";
+import { show } from "../names.js";
+import { envPath, keyTree, nodeAt, type KeyNode } from "./keys.js";
+import { configSchema, DEFAULTS, type Config, type ParsedConfig } from "./schema.js";
+
+/** Every problem found in the config, reported together; the CLI prints them and exits non-zero. */
+export class ConfigError extends Error {
+  readonly problems: readonly string[];
+  constructor(problems: string[]) {
+    super(`invalid configuration:\n  - ${problems.join("\n  - ")}`);
+    this.name = "ConfigError";
+    this.problems = problems;
+  }
+}
+
+export interface LoadOptions {
+  /** Path of the YAML file; when absent: $SIDECAR_CONFIG, then ./sidecar.yaml if it exists, else none. */
+  file?: string | undefined;
+  /** `key.path=value` overrides, as given to `--set`. */
+  set?: readonly string[];
+  /** Environment to read SIDECAR_* overrides from. Default: process.env. */
+  env?: NodeJS.ProcessEnv;
+  /** Directory relative paths are resolved against. Default: process.cwd(). */
+  cwd?: string;
+}
+
+export interface LoadedConfig {
+  config: Config;
+  /** The file the config came from, if any. */
+  file: string | undefined;
+}
+
+const TREE: KeyNode = keyTree(configSchema);
+const NOT_OVERRIDES = new Set(["SIDECAR_CONFIG"]);
+
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v);
+
+/** A raw string from the environment or --set, turned into the value its key expects. */
+function coerce(path: readonly string[], raw: string): unknown {
+  const node = nodeAt(TREE, path);
+  if (node === "entry") return raw;
+  if (node?.kind === "leaf") {
+    if (node.schema.safeParse(raw).success) return raw;
+    if (node.isArray && !raw.trim().startsWith("[")) return raw.split(",").map((s) => s.trim()).filter(Boolean);
+  }
+  try {
+    return YAML.parse(raw) as unknown;
+  } catch {
+    return raw;
+  }
+}
+
+function setPath(target: Obj, path: readonly string[], value: unknown): void {
+  let obj = target;
+  for (const seg of path.slice(0, -1)) {
+    if (!isObj(obj[seg])) obj[seg] = {};
+    obj = obj[seg] as Obj;
+  }
+  obj[path[path.length - 1]!] = value;
+}
+
+function getPath(target: unknown, path: readonly PropertyKey[]): unknown {
+  let v = target;
+  for (const seg of path) v = isObj(v) ? v[seg as string] : Array.isArray(v) ? v[seg as number] : undefined;
+  return v;
+}
+
+function readYaml(file: string, problems: string[]): Obj {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    problems.push(`${file}: cannot read the config file: ${(err as Error).message}`);
+    return {};
+  }
+  const doc = YAML.parseDocument(text, { prettyErrors: true });
+  if (doc.errors.length > 0) {
+    for (const e of doc.errors) problems.push(`${file}: YAML syntax error: ${e.message.split("\n")[0]}`);
+    return {};
+  }
+  const value: unknown = doc.toJS();
+  if (value === null || value === undefined) return {};
+  if (!isObj(value)) {
+    problems.push(`${file}: expected a mapping of config keys at the top level, got ${show(value)}`);
+    return {};
+  }
+  return value;
+}
+
+function describeIssue(issue: z.core.$ZodIssue, merged: Obj, originOf: (p: string) => string): string[] {
+  const at = issue.path.map(String).join(".");
+  if (issue.code === "unrecognized_keys") {
+    const parent = nodeAt(TREE, issue.path.map(String));
+    const known = parent && parent !== "entry" && parent.kind === "object" ? [...parent.children.keys()].join(", ") : "";
+    return issue.keys.map((k) => {
+      const key = at ? `${at}.${k}` : k;
+      return `${originOf(key)}: ${key}: unknown key${known ? ` (expected one of: ${known})` : ""}`;
+    });
+  }
+  const value = getPath(merged, issue.path);
+  if (value === undefined) return [`${originOf(at)}: ${at}: required key is missing (${issue.message.replace(/, received undefined$/, "")})`];
+  return [`${originOf(at)}: ${at}: got ${show(value)}: ${issue.message}`];
+}
+
+/** Fill in the defaults that depend on other keys, and freeze. */
+function resolve(parsed: ParsedConfig, cwd: string): Config {
+  const kind = parsed.registry.kind ?? (parsed.nats ? "nats" : "local");
+  const local = kind === "local";
+  const dir = parsed.registry.dir ? path.resolve(cwd, parsed.registry.dir) : path.join(os.tmpdir(), "sidecar-registry");
+  const config: Config = {
+    ...parsed,
+    registry: { ...parsed.registry, kind, dir },
+    inbound: {
+      host: parsed.inbound.host ?? (local ? DEFAULTS.inboundHostLocal : DEFAULTS.inboundHostNats),
+      port: parsed.inbound.port ?? (local ? DEFAULTS.inboundPortLocal : DEFAULTS.inboundPortNats),
+      advertise: parsed.inbound.advertise,
+    },
+    nats: parsed.nats ?? { servers: [...DEFAULTS.natsServers] },
+  };
+  return deepFreeze(config);
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === "object" && value !== null) {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+/**
+ * Load the config: YAML file, then SIDECAR_* environment, then --set flags (each overriding the
+ * one before), validated once. Throws ConfigError listing every problem with where it came from.
+ */
+export function loadConfig(options: LoadOptions = {}): LoadedConfig {
+  const env = options.env ?? process.env;
+  const cwd = options.cwd ?? process.cwd();
+  const problems: string[] = [];
+  const origins = new Map<string, string>();
+
+  let file = options.file ?? env.SIDECAR_CONFIG;
+  if (file === undefined && existsSync(path.join(cwd, "sidecar.yaml"))) file = "sidecar.yaml";
+  const fileLabel = file ?? "config (no file)";
+  const merged: Obj = file ? readYaml(path.resolve(cwd, file), problems) : {};
+
+  for (const [name, raw] of Object.entries(env)) {
+    if (!name.startsWith("SIDECAR_") || NOT_OVERRIDES.has(name) || raw === undefined) continue;
+    const p = envPath(TREE, name);
+    if (!p) {
+      problems.push(`environment ${name}: not a config key (names are SIDECAR_ + the key path in upper snake case, e.g. SIDECAR_APP_PORT)`);
+      continue;
+    }
+    setPath(merged, p, coerce(p, raw));
+    origins.set(p.join("."), `environment ${name}`);
+  }
+
+  for (const assignment of options.set ?? []) {
+    const eq = assignment.indexOf("=");
+    const key = eq > 0 ? assignment.slice(0, eq).trim() : "";
+    if (!key || !/^[A-Za-z0-9_.-]+$/.test(key)) {
+      problems.push(`--set ${assignment}: expected key.path=value`);
+      continue;
+    }
+    const p = key.split(".");
+    setPath(merged, p, coerce(p, assignment.slice(eq + 1)));
+    origins.set(key, `--set ${key}`);
+  }
+
+  const originOf = (at: string): string => {
+    for (let p = at; p; p = p.includes(".") ? p.slice(0, p.lastIndexOf(".")) : "") {
+      const o = origins.get(p);
+      if (o) return o;
+    }
+    return fileLabel;
+  };
+
+  const result = configSchema.safeParse(merged);
+  if (!result.success) for (const issue of result.error.issues) problems.push(...describeIssue(issue, merged, originOf));
+  if (problems.length > 0 || !result.success) throw new ConfigError(problems);
+  return { config: resolve(result.data, cwd), file };
+}

@@ -1,0 +1,137 @@
+import { z } from "zod";
+import { isValidName } from "../names.js";
+import { parseDuration, parseSize } from "./units.js";
+
+/** Defaults, named once (DESIGN §10). Durations in milliseconds, sizes in bytes. */
+export const DEFAULTS = {
+  appHost: "127.0.0.1",
+  healthInterval: 5_000,
+  healthTimeout: 1_000,
+  failureThreshold: 3,
+  successThreshold: 1,
+  apiHost: "127.0.0.1",
+  apiPort: 8081,
+  maxBody: 1024 * 1024,
+  inboundHostNats: "0.0.0.0",
+  inboundPortNats: 8082,
+  inboundHostLocal: "127.0.0.1",
+  inboundPortLocal: 0,
+  registryTtl: 15_000,
+  registryBucket: "sidecar_registry",
+  natsServers: ["nats://127.0.0.1:4222"],
+  callTimeout: 5_000,
+  shutdownTimeout: 10_000,
+} as const;
+
+const duration = (what: string) =>
+  z.union([z.number(), z.string()]).transform((value, ctx) => {
+    const ms = parseDuration(value);
+    if (ms === undefined) {
+      ctx.issues.push({ code: "custom", input: value, message: `expected ${what} as a duration such as "500ms", "5s", "1m" or a number of milliseconds` });
+      return z.NEVER;
+    }
+    return ms;
+  });
+
+const positiveDuration = (what: string) =>
+  duration(what).refine((ms) => ms > 0, { message: `expected ${what} to be greater than 0` });
+
+const size = z.union([z.number(), z.string()]).transform((value, ctx) => {
+  const bytes = parseSize(value);
+  if (bytes === undefined || bytes === 0) {
+    ctx.issues.push({ code: "custom", input: value, message: `expected a size such as "1MiB", "512KiB" or a positive number of bytes` });
+    return z.NEVER;
+  }
+  return bytes;
+});
+
+const port = z.number({ error: "expected a port number (an integer 0-65535)" }).int("expected an integer port 0-65535").min(0, "expected a port 0-65535").max(65535, "expected a port 0-65535");
+const host = z.string().min(1, "expected a host name or IP address");
+const name = z.string().refine(isValidName, {
+  message: "expected a name matching [A-Za-z0-9][A-Za-z0-9._-]{0,62} (no '..', no trailing '.')",
+});
+const count = (min: number) => z.number().int(`expected an integer >= ${min}`).min(min, `expected an integer >= ${min}`);
+
+const health = z.strictObject({
+  /** HTTP path checked with GET (2xx passes). Absent: a TCP connect to the app's port. */
+  path: z.string().startsWith("/", "expected a path starting with '/'").optional(),
+  interval: positiveDuration("health.interval").default(DEFAULTS.healthInterval),
+  timeout: positiveDuration("health.timeout").default(DEFAULTS.healthTimeout),
+  failureThreshold: count(1).default(DEFAULTS.failureThreshold),
+  successThreshold: count(1).default(DEFAULTS.successThreshold),
+});
+
+export const configSchema = z.strictObject({
+  service: z.strictObject({
+    name,
+    version: z.string({ error: "expected a version string (quote numbers in YAML: version: \"1.0\")" }).min(1).default("0.0.0"),
+    metadata: z.record(z.string(), z.string()).default({}),
+  }),
+  app: z.strictObject({
+    host: host.default(DEFAULTS.appHost),
+    port: port.refine((p) => p > 0, "expected the app's port (1-65535)"),
+    health: health.default(health.parse({})),
+  }),
+  api: z
+    .strictObject({
+      host: host.default(DEFAULTS.apiHost),
+      port: port.default(DEFAULTS.apiPort),
+      maxBody: size.default(DEFAULTS.maxBody),
+    })
+    .default({ host: DEFAULTS.apiHost, port: DEFAULTS.apiPort, maxBody: DEFAULTS.maxBody }),
+  inbound: z
+    .strictObject({
+      /** Defaults: 127.0.0.1 with the local registry, 0.0.0.0 with nats. */
+      host: host.optional(),
+      /** Defaults: 0 (any free port) with the local registry, 8082 with nats. */
+      port: port.optional(),
+      /** host:port written to the registry instead of the bound address (containers, NAT). */
+      advertise: z.string().regex(/^[^\s:]+:\d{1,5}$/, "expected host:port").optional(),
+    })
+    .default({}),
+  registry: z
+    .strictObject({
+      /** Default: nats when a `nats` section is given, else local. */
+      kind: z.enum(["local", "nats"]).optional(),
+      ttl: positiveDuration("registry.ttl").default(DEFAULTS.registryTtl),
+      /** local: the shared directory. Default: $TMPDIR/sidecar-registry. */
+      dir: z.string().min(1).optional(),
+      /** nats: the JetStream key-value bucket. */
+      bucket: z.string().regex(/^[A-Za-z0-9_-]+$/, "expected a bucket name of letters, digits, '_' and '-'").default(DEFAULTS.registryBucket),
+      /** nats: bucket replicas (1, 3 or 5) on a cluster. */
+      replicas: z.union([z.literal(1), z.literal(3), z.literal(5)], { error: "expected 1, 3 or 5" }).default(1),
+    })
+    .default({ ttl: DEFAULTS.registryTtl, bucket: DEFAULTS.registryBucket, replicas: 1 }),
+  transport: z.strictObject({ kind: z.enum(["http"]).default("http") }).default({ kind: "http" }),
+  nats: z
+    .strictObject({
+      servers: z.array(z.string().min(1)).min(1, "expected at least one server URL").default([...DEFAULTS.natsServers]),
+      token: z.string().optional(),
+      user: z.string().optional(),
+      password: z.string().optional(),
+      /** Client name shown by the server; default "sidecar-<service>". */
+      name: z.string().optional(),
+    })
+    .optional(),
+  selector: z.strictObject({ strategy: z.enum(["round_robin"]).default("round_robin") }).default({ strategy: "round_robin" }),
+  calls: z
+    .strictObject({ timeout: positiveDuration("calls.timeout").default(DEFAULTS.callTimeout) })
+    .default({ timeout: DEFAULTS.callTimeout }),
+  shutdownTimeout: duration("shutdownTimeout").default(DEFAULTS.shutdownTimeout),
+  log: z
+    .strictObject({
+      level: z.enum(["error", "warn", "info", "debug"]).default("info"),
+      format: z.enum(["json", "pretty", "auto"]).default("auto"),
+    })
+    .default({ level: "info", format: "auto" }),
+});
+
+/** The config as parsed, before defaults that depend on other keys are filled in. */
+export type ParsedConfig = z.output<typeof configSchema>;
+
+/** The resolved, frozen config every component receives. */
+export type Config = Omit<ParsedConfig, "registry" | "inbound" | "nats"> & {
+  registry: Omit<ParsedConfig["registry"], "kind" | "dir"> & { kind: "local" | "nats"; dir: string };
+  inbound: { host: string; port: number; advertise: string | undefined };
+  nats: NonNullable<ParsedConfig["nats"]>;
+};

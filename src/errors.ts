@@ -1,0 +1,53 @@
+/**
+ * The error catalogue. Every error the sidecar answers with has a stable code,
+ * an HTTP status and a one-line description; the README's error table is
+ * checked against this list by a test (test/unit/errors.test.ts).
+ */
+export const ERRORS = {
+  BAD_JSON: { status: 400, doc: "the request body is not valid JSON" },
+  INVALID_REQUEST: { status: 400, doc: "a field is missing or has the wrong type or form" },
+  INVALID_NAME: { status: 400, doc: "a service name does not match [A-Za-z0-9][A-Za-z0-9._-]{0,62}" },
+  UNAUTHORIZED: { status: 401, doc: "a token is required and was missing or wrong" },
+  NOT_FOUND: { status: 404, doc: "no such route" },
+  SERVICE_NOT_FOUND: { status: 404, doc: "no service of that name has ever been seen in the registry" },
+  METHOD_NOT_ALLOWED: { status: 405, doc: "the route exists but not for this method" },
+  MISDIRECTED: { status: 421, doc: "a peer sidecar was asked for a service it does not serve (stale registry record)" },
+  BODY_TOO_LARGE: { status: 413, doc: "the request body is larger than api.maxBody" },
+  INTERNAL: { status: 500, doc: "a bug: the sidecar failed in a way it did not expect" },
+  UPSTREAM_UNREACHABLE: { status: 502, doc: "no node of the service could be reached (connection refused or reset)" },
+  APP_UNREACHABLE: { status: 502, doc: "the callee sidecar could not reach its app" },
+  NO_HEALTHY_NODE: { status: 503, doc: "the service is known but has no healthy node right now" },
+  APP_UNAVAILABLE: { status: 503, doc: "this sidecar's app is not passing its health check, so it takes no calls" },
+  SHUTTING_DOWN: { status: 503, doc: "the sidecar is shutting down and takes no new calls" },
+  TIMEOUT: { status: 504, doc: "the call did not complete within its deadline" },
+} as const satisfies Record<string, { status: number; doc: string }>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+/** The one error class the sidecar throws at its edges; `code` is stable, `status` follows from it. */
+export class SidecarError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  /** Extra response headers (e.g. `retry-after`). */
+  readonly headers: Record<string, string> | undefined;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; headers?: Record<string, string> }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = "SidecarError";
+    this.code = code;
+    this.status = ERRORS[code].status;
+    this.headers = options?.headers;
+  }
+}
+
+/** The JSON error body every error answers with. */
+export function errorBody(code: string, message: string, requestId?: string): string {
+  return JSON.stringify({ error: { code, message, ...(requestId ? { requestId } : {}) } });
+}
+
+/** Turn anything thrown into a SidecarError, so handlers can answer uniformly. */
+export function toSidecarError(err: unknown): SidecarError {
+  if (err instanceof SidecarError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new SidecarError("INTERNAL", `internal error: ${message}`, { cause: err });
+}

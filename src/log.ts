@@ -1,0 +1,48 @@
+import winston from "winston";
+
+export type LogLevel = "error" | "warn" | "info" | "debug";
+export type LogFormat = "json" | "pretty" | "auto";
+export type Logger = winston.Logger;
+
+/** Keys whose values are never written to a log line, whatever component logs them. */
+const SECRET_KEYS = /token|password|pass$|secret|authorization|credentials/i;
+
+const redact = winston.format((info) => {
+  for (const key of Object.keys(info)) {
+    if (SECRET_KEYS.test(key)) info[key] = "[redacted]";
+  }
+  return info;
+});
+
+const pretty = winston.format.printf((info) => {
+  const { level, message, timestamp, component, ...rest } = info as Record<string, unknown>;
+  const extra = Object.entries(rest)
+    .filter(([k]) => typeof k === "string")
+    .map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`)
+    .join(" ");
+  const comp = component ? ` [${String(component)}]` : "";
+  return `${String(timestamp)} ${String(level)}${comp} ${String(message)}${extra ? " " + extra : ""}`;
+});
+
+/**
+ * The one root logger. `auto` picks pretty lines for a terminal and JSON otherwise
+ * (containers, files, CI). Components take `logger.child({ component })`.
+ */
+export function createLogger(options: { level: LogLevel; format: LogFormat; stream?: NodeJS.WritableStream }): Logger {
+  const stream = options.stream ?? process.stdout;
+  const usePretty =
+    options.format === "pretty" || (options.format === "auto" && (stream as { isTTY?: boolean }).isTTY === true);
+  const format = usePretty
+    ? winston.format.combine(redact(), winston.format.timestamp(), winston.format.colorize(), pretty)
+    : winston.format.combine(redact(), winston.format.timestamp(), winston.format.json());
+  return winston.createLogger({
+    level: options.level,
+    format,
+    transports: [new winston.transports.Stream({ stream })],
+  });
+}
+
+/** A logger that drops everything: for library use and tests that do not look at logs. */
+export function silentLogger(): Logger {
+  return winston.createLogger({ silent: true, transports: [new winston.transports.Console({ silent: true })] });
+}
