@@ -179,6 +179,8 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
     return fileLabel;
   };
 
+  // Sections with required keys: an absent section is reported by its missing keys (app.port), not as a whole.
+  for (const section of ["service", "app"]) if (merged[section] === undefined) merged[section] = {};
   const result = configSchema.safeParse(merged);
   if (!result.success) for (const issue of result.error.issues) problems.push(...describeIssue(issue, merged, originOf));
   if (problems.length > 0 || !result.success) throw new ConfigError(problems);

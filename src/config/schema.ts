@@ -70,7 +70,7 @@ export const configSchema = z.strictObject({
   app: z.strictObject({
     host: host.default(DEFAULTS.appHost),
     port: port.refine((p) => p > 0, "expected the app's port (1-65535)"),
-    health: health.default(health.parse({})),
+    health: health.prefault({}),
   }),
   api: z
     .strictObject({
@@ -78,7 +78,7 @@ export const configSchema = z.strictObject({
       port: port.default(DEFAULTS.apiPort),
       maxBody: size.default(DEFAULTS.maxBody),
     })
-    .default({ host: DEFAULTS.apiHost, port: DEFAULTS.apiPort, maxBody: DEFAULTS.maxBody }),
+    .prefault({}),
   inbound: z
     .strictObject({
       /** Defaults: 127.0.0.1 with the local registry, 0.0.0.0 with nats. */
@@ -101,8 +101,8 @@ export const configSchema = z.strictObject({
       /** nats: bucket replicas (1, 3 or 5) on a cluster. */
       replicas: z.union([z.literal(1), z.literal(3), z.literal(5)], { error: "expected 1, 3 or 5" }).default(1),
     })
-    .default({ ttl: DEFAULTS.registryTtl, bucket: DEFAULTS.registryBucket, replicas: 1 }),
-  transport: z.strictObject({ kind: z.enum(["http"]).default("http") }).default({ kind: "http" }),
+    .prefault({}),
+  transport: z.strictObject({ kind: z.enum(["http"]).default("http") }).prefault({}),
   nats: z
     .strictObject({
       servers: z.array(z.string().min(1)).min(1, "expected at least one server URL").default([...DEFAULTS.natsServers]),
@@ -113,17 +113,17 @@ export const configSchema = z.strictObject({
       name: z.string().optional(),
     })
     .optional(),
-  selector: z.strictObject({ strategy: z.enum(["round_robin"]).default("round_robin") }).default({ strategy: "round_robin" }),
+  selector: z.strictObject({ strategy: z.enum(["round_robin"]).default("round_robin") }).prefault({}),
   calls: z
     .strictObject({ timeout: positiveDuration("calls.timeout").default(DEFAULTS.callTimeout) })
-    .default({ timeout: DEFAULTS.callTimeout }),
+    .prefault({}),
   shutdownTimeout: duration("shutdownTimeout").default(DEFAULTS.shutdownTimeout),
   log: z
     .strictObject({
       level: z.enum(["error", "warn", "info", "debug"]).default("info"),
       format: z.enum(["json", "pretty", "auto"]).default("auto"),
     })
-    .default({ level: "info", format: "auto" }),
+    .prefault({}),
 });
 
 /** The config as parsed, before defaults that depend on other keys are filled in. */

@@ -1,0 +1,71 @@
+import express, { type NextFunction, type Request, type Response } from "express";
+import { SidecarError } from "../errors.js";
+import type { AppHealth } from "../health/checker.js";
+import { requestIdOf } from "../http/headers.js";
+import { sendError } from "../http/reply.js";
+import type { Logger } from "../log.js";
+import { isValidName, show } from "../names.js";
+import type { RegistryStatus } from "../registry/types.js";
+import type { RegistryView } from "../registry/view.js";
+
+/** What the health routes read from the running sidecar. */
+export interface SidecarStatus {
+  app(): AppHealth;
+  registered(): boolean;
+  registry(): RegistryStatus;
+  draining(): boolean;
+}
+
+const allow = (methods: string) => (req: Request) => {
+  throw new SidecarError("METHOD_NOT_ALLOWED", `${req.method} is not allowed on ${req.path}; use ${methods}`, { headers: { allow: methods } });
+};
+
+/**
+ * The management surface (DESIGN §6): registry, health. Not the hot path, so express
+ * serves it; /rpc is answered before express sees the request (api/server.ts).
+ */
+export function managementApp(view: RegistryView, status: SidecarStatus, log: Logger): express.Express {
+  const app = express();
+  app.disable("x-powered-by");
+  app.set("etag", false);
+
+  app.route("/health").get((_req, res) => {
+    const app = status.app();
+    const registry = status.registry();
+    const ok = app === "passing" && registry === "connected" && !status.draining();
+    res.status(ok ? 200 : 503).json({ status: ok ? "ok" : status.draining() ? "draining" : "unavailable", app, registry });
+  }).all(allow("GET"));
+
+  app.route("/health/live").get((_req, res) => {
+    res.json({ status: "ok" });
+  }).all(allow("GET"));
+
+  app.route("/health/ready").get((_req, res) => {
+    const reasons: string[] = [];
+    if (status.draining()) reasons.push("the sidecar is shutting down");
+    if (!status.registered()) reasons.push(`the app is not registered (health: ${status.app()})`);
+    if (status.registry() !== "connected") reasons.push(`the registry is ${status.registry()}`);
+    res.status(reasons.length === 0 ? 200 : 503).json(reasons.length === 0 ? { status: "ready" } : { status: "not ready", reasons });
+  }).all(allow("GET"));
+
+  app.route("/registry").get((_req, res) => {
+    res.json({ services: view.services().map((service) => ({ service, nodes: view.nodes(service) })) });
+  }).all(allow("GET"));
+
+  app.route("/registry/:service").get((req, res) => {
+    const service = req.params.service as string;
+    if (!isValidName(service)) throw new SidecarError("INVALID_NAME", `service name ${show(service)} must match [A-Za-z0-9][A-Za-z0-9._-]{0,62}`);
+    if (!view.known(service)) throw new SidecarError("SERVICE_NOT_FOUND", `no service named '${service}' in the registry`);
+    res.json({ service, nodes: view.nodes(service) });
+  }).all(allow("GET"));
+
+  app.use((req: Request) => {
+    throw new SidecarError("NOT_FOUND", `no route ${req.method} ${req.path}`);
+  });
+
+  // Express needs the four-argument signature to recognise an error handler.
+  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    sendError(res, err, requestIdOf(req), log);
+  });
+  return app;
+}

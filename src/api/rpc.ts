@@ -1,0 +1,126 @@
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
+import { SidecarError } from "../errors.js";
+import { readBody } from "../http/body.js";
+import { H, requestIdOf } from "../http/headers.js";
+import { sendError } from "../http/reply.js";
+import type { Logger } from "../log.js";
+import { isValidName, show } from "../names.js";
+import type { Caller } from "./caller.js";
+
+/** Longest per-call timeout accepted: a call is not a job queue. */
+const MAX_TIMEOUT_MS = 10 * 60_000;
+const DOTTED = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
+const PATH = /^\/[\x21-\x7e]*$/;
+
+export interface RpcOptions {
+  caller: Caller;
+  maxBody: number;
+  defaultTimeout: number;
+  log: Logger;
+}
+
+/** "Greeter.Hello" → "/Greeter/Hello"; "/v1/hello?x=1" stays as is (DESIGN §4). */
+export function endpointToPath(endpoint: string): string {
+  if (endpoint.startsWith("/")) {
+    const pathOnly = endpoint.split("?")[0]!;
+    if (!PATH.test(endpoint) || endpoint.includes("#") || pathOnly.split("/").some((seg) => seg === ".." || seg === ".")) {
+      throw new SidecarError("INVALID_REQUEST", `endpoint ${show(endpoint)} is not a clean path (printable characters, no '.' or '..' segments)`);
+    }
+    return endpoint;
+  }
+  if (!DOTTED.test(endpoint)) {
+    throw new SidecarError("INVALID_REQUEST", `endpoint ${show(endpoint)} is neither 'Service.Method' nor a path starting with '/'`);
+  }
+  return "/" + endpoint.replaceAll(".", "/");
+}
+
+function checkService(service: unknown): string {
+  if (typeof service !== "string") {
+    throw new SidecarError("INVALID_REQUEST", service === undefined ? "field 'service' is required" : `field 'service' must be a string, got ${show(service)}`);
+  }
+  if (!isValidName(service)) throw new SidecarError("INVALID_NAME", `service name ${show(service)} must match [A-Za-z0-9][A-Za-z0-9._-]{0,62}`);
+  return service;
+}
+
+function headerTimeout(req: IncomingMessage): number | undefined {
+  const h = req.headers[H.timeout];
+  if (h === undefined) return undefined;
+  return checkTimeout(Number(h), `header ${H.timeout}`, h);
+}
+
+function checkTimeout(ms: number, where: string, raw: unknown): number {
+  if (!Number.isFinite(ms) || ms <= 0 || ms > MAX_TIMEOUT_MS) {
+    throw new SidecarError("INVALID_REQUEST", `${where} must be a number of milliseconds between 1 and ${MAX_TIMEOUT_MS}, got ${show(raw)}`);
+  }
+  return Math.round(ms);
+}
+
+/** Headers of the app's request that travel on to the callee app. */
+function passHeaders(req: IncomingMessage, contentType: string | undefined): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = {};
+  if (contentType) out["content-type"] = contentType;
+  for (const name of ["accept", "traceparent", "tracestate"]) {
+    const v = req.headers[name];
+    if (v !== undefined) out[name] = v;
+  }
+  return out;
+}
+
+/**
+ * `POST /rpc` (JSON envelope: service, endpoint or its micro alias method, request, timeout)
+ * and `POST /rpc/{service}/{endpoint...}` (raw body). Served by plain node:http: this is the hot path.
+ */
+export function rpcHandler(o: RpcOptions): (req: IncomingMessage, res: ServerResponse) => void {
+  const handle = async (req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> => {
+    if (req.method !== "POST") {
+      throw new SidecarError("METHOD_NOT_ALLOWED", `${req.method} is not allowed on /rpc; use POST`, { headers: { allow: "POST" } });
+    }
+    const url = req.url ?? "/rpc";
+    const q = url.indexOf("?");
+    const pathname = q === -1 ? url : url.slice(0, q);
+    const body = await readBody(req, o.maxBody);
+
+    if (pathname === "/rpc" || pathname === "/rpc/") {
+      let envelope: unknown;
+      try {
+        envelope = JSON.parse(body.toString("utf8"));
+      } catch (err) {
+        throw new SidecarError("BAD_JSON", `the request body is not valid JSON: ${(err as Error).message}`);
+      }
+      if (typeof envelope !== "object" || envelope === null || Array.isArray(envelope)) {
+        throw new SidecarError("INVALID_REQUEST", `the request body must be a JSON object with 'service' and 'endpoint', got ${show(envelope)}`);
+      }
+      const e = envelope as Record<string, unknown>;
+      const service = checkService(e.service);
+      const endpoint = e.endpoint ?? e.method;
+      if (typeof endpoint !== "string" || endpoint === "") {
+        throw new SidecarError("INVALID_REQUEST", endpoint === undefined ? "field 'endpoint' (or its alias 'method') is required" : `field 'endpoint' must be a non-empty string, got ${show(endpoint)}`);
+      }
+      const timeout = e.timeout === undefined ? headerTimeout(req) : checkTimeout(Number(e.timeout), "field 'timeout'", e.timeout);
+      const payload = Buffer.from(JSON.stringify(e.request === undefined ? {} : e.request));
+      await o.caller.call(
+        { service, method: "POST", path: endpointToPath(endpoint), headers: passHeaders(req, "application/json"), body: payload, timeout: timeout ?? o.defaultTimeout, requestId },
+        res,
+      );
+      return;
+    }
+
+    // Raw form: /rpc/{service}/{endpoint...}
+    const rest = pathname.slice("/rpc/".length);
+    const slash = rest.indexOf("/");
+    const service = checkService(slash === -1 ? rest : rest.slice(0, slash));
+    const endpoint = slash === -1 ? "" : rest.slice(slash + 1);
+    if (endpoint === "") throw new SidecarError("INVALID_REQUEST", `no endpoint in ${show(pathname)}: expected /rpc/{service}/{endpoint}`);
+    const path = (endpoint.includes("/") ? endpointToPath("/" + endpoint) : endpointToPath(endpoint)) + (q === -1 ? "" : url.slice(q));
+    const contentType = req.headers["content-type"];
+    await o.caller.call(
+      { service, method: "POST", path, headers: passHeaders(req, contentType), body, timeout: headerTimeout(req) ?? o.defaultTimeout, requestId },
+      res,
+    );
+  };
+
+  return (req, res) => {
+    const requestId = requestIdOf(req);
+    handle(req, res, requestId).catch((err: unknown) => sendError(res, err, requestId, o.log));
+  };
+}

@@ -1,0 +1,124 @@
+#!/usr/bin/env node
+import { readFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { ConfigError, loadConfig } from "./config/index.js";
+import { createLogger } from "./log.js";
+import { Sidecar } from "./sidecar.js";
+
+const USAGE = `Usage: sidecar start [--config FILE] [--set key.path=value ...]
+
+Runs the sidecar beside an app. Config comes from FILE (default: $SIDECAR_CONFIG, then
+./sidecar.yaml), then SIDECAR_* environment variables (SIDECAR_APP_PORT=5000), then --set flags.
+
+Commands:
+  start          run the sidecar (until SIGTERM or SIGINT)
+  check-config   validate the config and print it resolved (secrets hidden), then exit
+
+Options:
+  -c, --config FILE        config file
+  -s, --set key=value      override one key, e.g. --set app.port=5000 (repeatable)
+  -h, --help               this text
+  -v, --version            print the version
+`;
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string };
+  return pkg.version;
+}
+
+function hideSecrets(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(hideSecrets);
+  if (typeof value !== "object" || value === null) return value;
+  return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, /token|password|secret/i.test(k) ? "[hidden]" : hideSecrets(v)]));
+}
+
+async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        config: { type: "string", short: "c" },
+        set: { type: "string", short: "s", multiple: true },
+        help: { type: "boolean", short: "h" },
+        version: { type: "boolean", short: "v" },
+      },
+    });
+  } catch (err) {
+    process.stderr.write(`sidecar: ${(err as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  if (values.version) {
+    process.stdout.write(`${version()}\n`);
+    return 0;
+  }
+  const command = positionals[0];
+  if (command !== "start" && command !== "check-config") {
+    process.stderr.write(`sidecar: ${command ? `unknown command '${command}'` : "no command given"}\n\n${USAGE}`);
+    return 2;
+  }
+
+  let loaded;
+  try {
+    loaded = loadConfig({ file: values.config, set: values.set ?? [] });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`sidecar: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  if (command === "check-config") {
+    process.stdout.write(`${JSON.stringify(hideSecrets(loaded.config), null, 2)}\n`);
+    return 0;
+  }
+
+  const { config, file } = loaded;
+  const log = createLogger({ level: config.log.level, format: config.log.format });
+  log.info("config loaded", { file: file ?? "(none: environment and flags only)" });
+  const sidecar = new Sidecar(config, log);
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) {
+      log.warn(`second ${signal}: exiting now without draining`);
+      process.exit(1);
+    }
+    stopping = true;
+    log.info(`${signal} received`);
+    sidecar.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error("shutdown failed", { error: (err as Error).message });
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGTERM", () => stop("SIGTERM"));
+  process.on("SIGINT", () => stop("SIGINT"));
+
+  try {
+    await sidecar.start();
+  } catch (err) {
+    log.error("cannot start", { error: (err as Error).message });
+    await sidecar.close().catch(() => undefined);
+    return 1;
+  }
+  return -1; // keep running until a signal
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code >= 0) process.exit(code);
+  },
+  (err: unknown) => {
+    process.stderr.write(`sidecar: ${(err as Error).stack ?? String(err)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,40 @@
+import { randomUUID } from "node:crypto";
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from "node:http";
+
+/** Headers between sidecars (never forwarded to or from apps as-is). */
+export const H = {
+  /** caller → callee sidecar: the service the caller resolved; a mismatch means a stale record. */
+  service: "x-sidecar-service",
+  /** caller → callee sidecar (and on to the app): the calling service, when known. */
+  caller: "x-sidecar-caller",
+  /** caller → callee sidecar → app: milliseconds left of the call's deadline. */
+  timeout: "x-sidecar-timeout",
+  /** callee → caller sidecar: the app never saw the request (error code), so another node may take it. */
+  refused: "x-sidecar-refused",
+  requestId: "x-request-id",
+} as const;
+
+/** RFC 9110 §7.6.1 connection-specific headers, dropped at every hop. */
+export const HOP_BY_HOP = new Set([
+  "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
+  "proxy-authenticate", "proxy-authorization",
+]);
+
+/** Copy end-to-end headers, dropping hop-by-hop ones, those named in `Connection`, and `drop`. */
+export function endToEnd(headers: IncomingHttpHeaders, drop?: ReadonlySet<string>): OutgoingHttpHeaders {
+  const named = typeof headers.connection === "string" ? headers.connection.toLowerCase().split(",").map((s) => s.trim()) : [];
+  const out: OutgoingHttpHeaders = {};
+  for (const [k, v] of Object.entries(headers)) {
+    if (v === undefined || HOP_BY_HOP.has(k) || drop?.has(k) || named.includes(k)) continue;
+    out[k] = v;
+  }
+  return out;
+}
+
+const SANE_ID = /^[\x21-\x7e]{1,128}$/;
+
+/** The request id of an incoming request: the caller's when sane, else a new one. */
+export function requestIdOf(req: IncomingMessage): string {
+  const given = req.headers[H.requestId];
+  return typeof given === "string" && SANE_ID.test(given) ? given : randomUUID();
+}

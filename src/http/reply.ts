@@ -1,0 +1,29 @@
+import type { ServerResponse } from "node:http";
+import { errorBody, toSidecarError } from "../errors.js";
+import type { Logger } from "../log.js";
+import { H } from "./headers.js";
+
+/**
+ * Answer with the JSON error body (DESIGN §7) and log it: 5xx as warnings, 4xx at debug
+ * (a caller's mistake is the caller's to see, not an operator's page).
+ */
+export function sendError(res: ServerResponse, err: unknown, requestId: string, log: Logger, extraHeaders?: Record<string, string>): void {
+  const e = toSidecarError(err);
+  const fields = { code: e.code, status: e.status, requestId, error: e.message };
+  if (e.code === "INTERNAL") log.error("internal error", { ...fields, stack: (e.cause as Error | undefined)?.stack });
+  else if (e.status >= 500) log.warn("call failed", fields);
+  else log.debug("request refused", fields);
+  if (res.headersSent) {
+    res.destroy(e);
+    return;
+  }
+  const body = errorBody(e.code, e.message, requestId);
+  res.writeHead(e.status, {
+    "content-type": "application/json",
+    "content-length": Buffer.byteLength(body),
+    [H.requestId]: requestId,
+    ...e.headers,
+    ...extraHeaders,
+  });
+  res.end(body);
+}

@@ -1,0 +1,90 @@
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import type { Config } from "../config/index.js";
+import type { Logger } from "../log.js";
+
+export type NatsStatus = "connected" | "disconnected" | "closed";
+
+/**
+ * One NATS connection shared by every NATS-backed component (registry now; broker and
+ * transport later), so the sidecar holds a single client per server. This file and the
+ * backend files (registry/nats.ts, ...) are the only ones that import a NATS module.
+ */
+export class NatsClient {
+  #status: NatsStatus = "connected";
+  #closing: Promise<void> | undefined;
+
+  private constructor(
+    readonly nc: NatsConnection,
+    private readonly log: Logger,
+  ) {
+    void this.#watchStatus();
+  }
+
+  /**
+   * Connect, retrying for ever: a sidecar started before NATS waits for it, saying so,
+   * instead of exiting. Reconnects are unlimited too.
+   */
+  static async connect(options: Config["nats"] & { name: string }, log: Logger, signal?: AbortSignal): Promise<NatsClient> {
+    const opts = {
+      servers: options.servers,
+      name: options.name,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 1_000,
+      ...(options.token ? { token: options.token } : {}),
+      ...(options.user ? { user: options.user, pass: options.password ?? "" } : {}),
+    };
+    let attempt = 0;
+    for (;;) {
+      try {
+        const nc = await connect(opts);
+        log.info("connected to NATS", { server: nc.getServer() });
+        return new NatsClient(nc, log);
+      } catch (err) {
+        if (signal?.aborted) throw err;
+        if (attempt === 0 || attempt % 10 === 0) {
+          log.warn("waiting for NATS: cannot connect yet, retrying every second", { servers: options.servers, error: (err as Error).message });
+        }
+        attempt += 1;
+        await new Promise((r) => setTimeout(r, 1_000));
+      }
+    }
+  }
+
+  status(): NatsStatus {
+    return this.#status;
+  }
+
+  async #watchStatus(): Promise<void> {
+    for await (const s of this.nc.status()) {
+      switch (s.type) {
+        case "disconnect":
+          this.#status = "disconnected";
+          this.log.warn("disconnected from NATS; reconnecting", { server: s.server });
+          break;
+        case "reconnect":
+          this.#status = "connected";
+          this.log.info("reconnected to NATS", { server: s.server });
+          break;
+        case "close":
+          this.#status = "closed";
+          break;
+        default:
+          break;
+      }
+    }
+  }
+
+  /** Drain (flush what is pending, let subscriptions finish) and close. Idempotent. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      if (this.nc.isClosed()) return;
+      try {
+        await this.nc.drain();
+      } catch {
+        await this.nc.close();
+      }
+      this.#status = "closed";
+    })();
+    return this.#closing;
+  }
+}

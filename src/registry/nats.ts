@@ -1,0 +1,133 @@
+import { Kvm, type KV } from "@nats-io/kv";
+import type { Logger } from "../log.js";
+import type { NatsClient } from "../nats/connect.js";
+import { parseNodeRecord, type NodeRecord, type Registry, type RegistryEvent, type RegistryStatus, type RegistryWatch } from "./types.js";
+
+export interface NatsRegistryOptions {
+  /** JetStream KV bucket. */
+  bucket: string;
+  /** Record lifetime; also the bucket's max age. */
+  ttl: number;
+  /** Bucket replicas on a cluster (1, 3 or 5). */
+  replicas: number;
+}
+
+const keyOf = (node: Pick<NodeRecord, "service" | "id">) => `${node.service}.${node.id}`;
+
+/** Node ids never contain a dot, so the last token of a key is the id and the rest the service. */
+function splitKey(key: string): { service: string; id: string } {
+  const dot = key.lastIndexOf(".");
+  return { service: key.slice(0, dot), id: key.slice(dot + 1) };
+}
+
+/**
+ * The production registry: a JetStream key-value bucket (DESIGN §3). Entries expire by the
+ * bucket's max age; since nats-server 2.9 sends watchers no event for that, each event carries
+ * `seenAt` and the RegistryView drops records not refreshed within the TTL.
+ */
+export class NatsRegistry implements Registry {
+  readonly kind = "nats";
+  #keys = new Map<string, string>();
+  #watches = new Set<RegistryWatch>();
+  #closed = false;
+
+  private constructor(
+    private readonly client: NatsClient,
+    private readonly kv: KV,
+    private readonly options: NatsRegistryOptions,
+    private readonly log: Logger,
+  ) {}
+
+  static async open(client: NatsClient, options: NatsRegistryOptions, log: Logger): Promise<NatsRegistry> {
+    const kvm = new Kvm(client.nc);
+    const kv = await kvm.create(options.bucket, { ttl: options.ttl, history: 1, replicas: options.replicas });
+    return new NatsRegistry(client, kv, options, log);
+  }
+
+  async register(node: NodeRecord): Promise<void> {
+    const key = keyOf(node);
+    this.#keys.set(node.id, key);
+    await this.kv.put(key, JSON.stringify(node));
+  }
+
+  async deregister(nodeId: string): Promise<void> {
+    const key = this.#keys.get(nodeId);
+    if (!key) return;
+    this.#keys.delete(nodeId);
+    await this.kv.delete(key);
+  }
+
+  async list(service?: string): Promise<NodeRecord[]> {
+    const now = Date.now();
+    const out: NodeRecord[] = [];
+    const keys = await this.kv.keys(service ? `${service}.*` : ">");
+    for await (const key of keys) {
+      const entry = await this.kv.get(key);
+      if (!entry || entry.operation !== "PUT" || now - entry.created.getTime() > this.options.ttl) continue;
+      const node = this.#parse(entry.value, key);
+      if (node) out.push(node);
+    }
+    return out;
+  }
+
+  async watch(onEvent: (event: RegistryEvent) => void): Promise<RegistryWatch> {
+    let stopped = false;
+    let iter = await this.kv.watch({ key: ">" });
+    const run = async (): Promise<void> => {
+      while (!stopped) {
+        try {
+          for await (const e of iter) {
+            if (e.operation === "PUT") {
+              const node = this.#parse(e.value, e.key);
+              // Historical entries carry their server time (never in our future); live ones are fresh now,
+              // which keeps clock skew between hosts out of expiry.
+              const seenAt = e.isUpdate ? Date.now() : Math.min(e.created.getTime(), Date.now());
+              if (node) onEvent({ type: "put", node, seenAt });
+            } else {
+              onEvent({ type: "delete", ...splitKey(e.key) });
+            }
+          }
+        } catch (err) {
+          this.log.warn("registry watch failed; restarting it", { error: (err as Error).message });
+        }
+        if (stopped || this.#closed) return;
+        await new Promise((r) => setTimeout(r, 1_000));
+        try {
+          iter = await this.kv.watch({ key: ">" });
+        } catch (err) {
+          this.log.warn("cannot restart the registry watch yet", { error: (err as Error).message });
+        }
+      }
+    };
+    void run();
+    const watch: RegistryWatch = {
+      stop: () => {
+        stopped = true;
+        iter.stop();
+        this.#watches.delete(watch);
+      },
+    };
+    this.#watches.add(watch);
+    return watch;
+  }
+
+  #parse(value: Uint8Array, key: string): NodeRecord | undefined {
+    try {
+      const node = parseNodeRecord(JSON.parse(new TextDecoder().decode(value)));
+      if (node) return node;
+    } catch {
+      /* reported below */
+    }
+    this.log.warn("ignoring a registry entry that is not a node record", { key });
+    return undefined;
+  }
+
+  status(): RegistryStatus {
+    return this.#closed ? "closed" : this.client.status();
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    for (const w of [...this.#watches]) w.stop();
+  }
+}

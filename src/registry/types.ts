@@ -1,0 +1,62 @@
+/** A node record as stored in the registry (DESIGN §3). */
+export interface NodeRecord {
+  id: string;
+  service: string;
+  version: string;
+  /** host:port of the node's inbound listener. */
+  address: string;
+  transport: string;
+  metadata: Record<string, string>;
+  endpoints: string[];
+  subscriptions: string[];
+  registeredAt: string;
+}
+
+/**
+ * A change seen by a registry watch. `seenAt` is when the record was last refreshed, in this
+ * process's clock (epoch ms): watchers drop a record not refreshed within the TTL, because a
+ * NATS KV entry expiring by max-age produces no event on nats-server 2.9.
+ */
+export type RegistryEvent =
+  | { type: "put"; node: NodeRecord; seenAt: number }
+  | { type: "delete"; service: string; id: string };
+
+export type RegistryStatus = "connected" | "disconnected" | "closed";
+
+export interface RegistryWatch {
+  stop(): void;
+}
+
+/** A registry backend. Implementations: LocalRegistry (local.ts), NatsRegistry (nats.ts). */
+export interface Registry {
+  readonly kind: string;
+  /** Write (or refresh) a node's record. Called again on every heartbeat. */
+  register(node: NodeRecord): Promise<void>;
+  /** Remove a node's record at once. */
+  deregister(nodeId: string): Promise<void>;
+  /** Live records (not older than the TTL), of one service or all. One round trip: not for the hot path. */
+  list(service?: string): Promise<NodeRecord[]>;
+  /** Current records first, then every change, until stopped. */
+  watch(onEvent: (event: RegistryEvent) => void): Promise<RegistryWatch>;
+  status(): RegistryStatus;
+  /** Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Parse and check a record read from a backend; undefined when it is not a node record. */
+export function parseNodeRecord(value: unknown): NodeRecord | undefined {
+  if (typeof value !== "object" || value === null) return undefined;
+  const r = value as Partial<NodeRecord>;
+  if (typeof r.id !== "string" || typeof r.service !== "string" || typeof r.address !== "string") return undefined;
+  return {
+    id: r.id,
+    service: r.service,
+    version: typeof r.version === "string" ? r.version : "",
+    address: r.address,
+    transport: typeof r.transport === "string" ? r.transport : "http",
+    metadata: typeof r.metadata === "object" && r.metadata !== null ? r.metadata : {},
+    endpoints: Array.isArray(r.endpoints) ? r.endpoints : [],
+    subscriptions: Array.isArray(r.subscriptions) ? r.subscriptions : [],
+    registeredAt: typeof r.registeredAt === "string" ? r.registeredAt : "",
+  };
+}

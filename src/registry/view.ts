@@ -1,0 +1,109 @@
+import type { Logger } from "../log.js";
+import type { NodeRecord, Registry, RegistryEvent, RegistryWatch } from "./types.js";
+
+interface Entry {
+  node: NodeRecord;
+  seenAt: number;
+}
+
+const EMPTY: readonly NodeRecord[] = Object.freeze([]);
+
+/**
+ * The caller side's cached view of the registry, fed by one watch: calls resolve nodes here,
+ * never with a registry round trip. A record not refreshed within the TTL is dropped (a sidecar
+ * killed with -9 leaves within TTL + one sweep), whether or not the backend sent an event.
+ */
+export class RegistryView {
+  #services = new Map<string, Map<string, Entry>>();
+  /** Immutable per-service snapshots, sorted by id, rebuilt only on change: the hot path reads these. */
+  #snapshots = new Map<string, readonly NodeRecord[]>();
+  #everSeen = new Set<string>();
+  #listeners = new Set<(service: string) => void>();
+  #watch: RegistryWatch | undefined;
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly registry: Registry,
+    private readonly ttl: number,
+    private readonly log: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    this.#watch = await this.registry.watch((e) => this.#apply(e));
+    // Sweep at least twice per heartbeat (TTL/3) so expiry lags the TTL by less than one heartbeat.
+    const period = Math.max(50, Math.min(1_000, Math.floor(this.ttl / 6)));
+    this.#timer = setInterval(() => this.#sweep(), period);
+    this.#timer.unref();
+  }
+
+  #apply(event: RegistryEvent): void {
+    if (event.type === "put") {
+      const { node, seenAt } = event;
+      if (Date.now() - seenAt > this.ttl) return;
+      let nodes = this.#services.get(node.service);
+      if (!nodes) this.#services.set(node.service, (nodes = new Map()));
+      const had = nodes.get(node.id);
+      nodes.set(node.id, { node, seenAt });
+      this.#everSeen.add(node.service);
+      // A heartbeat re-put of the same record changes nothing the selector cares about.
+      if (!had || JSON.stringify(had.node) !== JSON.stringify(node)) {
+        if (!had) this.log.info("node joined", { service: node.service, node: node.id, address: node.address });
+        this.#changed(node.service);
+      }
+    } else {
+      const nodes = this.#services.get(event.service);
+      if (nodes?.delete(event.id)) {
+        this.log.info("node left", { service: event.service, node: event.id });
+        this.#changed(event.service);
+      }
+    }
+  }
+
+  #sweep(): void {
+    const now = Date.now();
+    for (const [service, nodes] of this.#services) {
+      let changed = false;
+      for (const [id, e] of nodes) {
+        if (now - e.seenAt > this.ttl) {
+          nodes.delete(id);
+          changed = true;
+          this.log.warn("node expired: no heartbeat within the TTL", { service, node: id, ttlMs: this.ttl });
+        }
+      }
+      if (changed) this.#changed(service);
+    }
+  }
+
+  #changed(service: string): void {
+    const nodes = this.#services.get(service);
+    const list = nodes ? [...nodes.values()].map((e) => e.node).sort((a, b) => (a.id < b.id ? -1 : 1)) : [];
+    this.#snapshots.set(service, Object.freeze(list));
+    for (const l of this.#listeners) l(service);
+  }
+
+  /** Live nodes of a service (a shared, frozen array). */
+  nodes(service: string): readonly NodeRecord[] {
+    return this.#snapshots.get(service) ?? EMPTY;
+  }
+
+  /** True when the service has had a node at some point since this view started. */
+  known(service: string): boolean {
+    return this.#everSeen.has(service);
+  }
+
+  /** Every service with at least one live node, sorted. */
+  services(): string[] {
+    return [...this.#snapshots].filter(([, n]) => n.length > 0).map(([s]) => s).sort();
+  }
+
+  /** Called with the service name whenever its node set changes. */
+  onChange(listener: (service: string) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  close(): void {
+    this.#watch?.stop();
+    if (this.#timer) clearInterval(this.#timer);
+  }
+}

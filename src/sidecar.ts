@@ -1,0 +1,167 @@
+import { randomBytes } from "node:crypto";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import os from "node:os";
+import { Caller } from "./api/caller.js";
+import { rpcHandler } from "./api/rpc.js";
+import { managementApp, type SidecarStatus } from "./api/routes.js";
+import type { Config } from "./config/index.js";
+import { HealthChecker } from "./health/checker.js";
+import { Listener } from "./http/listener.js";
+import { InboundHandler } from "./inbound/server.js";
+import type { Logger } from "./log.js";
+import { NatsClient } from "./nats/connect.js";
+import { createRegistry, RegistryView, type NodeRecord, type Registry } from "./registry/index.js";
+import { Registrar } from "./registry/registrar.js";
+import { Selector } from "./selector/index.js";
+import { HttpTransport } from "./transport/http.js";
+import type { Transport } from "./transport/types.js";
+
+/** Is `url` one of the /rpc routes (answered by plain node:http, not express)? */
+function isRpc(url: string | undefined): boolean {
+  return url !== undefined && url.startsWith("/rpc") && (url.length === 4 || url[4] === "/" || url[4] === "?");
+}
+
+/** The address peers reach this node at: `advertise`, else the bound one (a wildcard bind advertises the first external IPv4). */
+export function advertisedAddress(config: Config, boundPort: number, log: Logger): string {
+  if (config.inbound.advertise) return config.inbound.advertise;
+  const host = config.inbound.host;
+  if (host !== "0.0.0.0" && host !== "::") return `${host.includes(":") ? `[${host}]` : host}:${boundPort}`;
+  for (const addrs of Object.values(os.networkInterfaces())) {
+    for (const a of addrs ?? []) if (a.family === "IPv4" && !a.internal) return `${a.address}:${boundPort}`;
+  }
+  log.warn("no external IPv4 address found; advertising 127.0.0.1 (set inbound.advertise)");
+  return `127.0.0.1:${boundPort}`;
+}
+
+/**
+ * The composition root (DESIGN §9). start: connect backends → start listeners → check the app →
+ * register once it passes. close: deregister first → refuse new inbound calls → drain in-flight
+ * calls up to shutdownTimeout → close the registry and NATS. Both idempotent.
+ */
+export class Sidecar {
+  readonly log: Logger;
+  #nats: Promise<NatsClient> | undefined;
+  #registry: Registry | undefined;
+  #view: RegistryView | undefined;
+  #transport: Transport | undefined;
+  #inbound: InboundHandler | undefined;
+  #inboundListener: Listener | undefined;
+  #apiListener: Listener | undefined;
+  #checker: HealthChecker | undefined;
+  #registrar: Registrar | undefined;
+  #node: NodeRecord | undefined;
+  #draining = false;
+  #starting: Promise<void> | undefined;
+  #closing: Promise<void> | undefined;
+
+  constructor(readonly config: Config, log: Logger) {
+    this.log = log;
+  }
+
+  /** The node record this sidecar registers (available after start). */
+  get node(): NodeRecord {
+    if (!this.#node) throw new Error("the sidecar is not started");
+    return this.#node;
+  }
+
+  /** host:port of the api listener (available after start). */
+  get apiAddress(): string {
+    const a = this.#apiListener!.address;
+    return `${a.address}:${a.port}`;
+  }
+
+  get registered(): boolean {
+    return this.#registrar?.registered ?? false;
+  }
+
+  start(): Promise<void> {
+    this.#starting ??= this.#start();
+    return this.#starting;
+  }
+
+  async #start(): Promise<void> {
+    const { config, log } = this;
+    log.info("sidecar starting", { service: config.service.name, version: config.service.version, registry: config.registry.kind, transport: config.transport.kind });
+    if (config.registry.kind === "local") {
+      log.warn(
+        "embedded mode: no NATS configured, using the local registry. It works on this machine only: " +
+          "no discovery across hosts, no replication. Add a `nats` section (or registry.kind: nats) for more than one machine.",
+        { dir: config.registry.dir },
+      );
+    }
+    this.#registry = await createRegistry({ config, log: log.child({ component: "registry" }), nats: () => this.#natsClient() });
+    this.#view = new RegistryView(this.#registry, config.registry.ttl, log.child({ component: "registry-view" }));
+    await this.#view.start();
+    this.#transport = new HttpTransport();
+    const caller = new Caller(this.#view, new Selector(config.selector.strategy), this.#transport, config.service.name);
+
+    this.#checker = new HealthChecker({ host: config.app.host, port: config.app.port, ...config.app.health }, log.child({ component: "health" }));
+    this.#inbound = new InboundHandler({
+      service: config.service.name,
+      app: config.app,
+      defaultTimeout: config.calls.timeout,
+      accepting: () => this.#checker?.state === "passing" && !this.#draining,
+      log: log.child({ component: "inbound" }),
+    });
+    this.#inboundListener = new Listener("inbound", this.#inbound.handle);
+    const bound = await this.#inboundListener.start(config.inbound.host, config.inbound.port);
+
+    const rpc = rpcHandler({ caller, maxBody: config.api.maxBody, defaultTimeout: config.calls.timeout, log: log.child({ component: "rpc" }) });
+    const status: SidecarStatus = {
+      app: () => this.#checker?.state ?? "unknown",
+      registered: () => this.registered,
+      registry: () => this.#registry?.status() ?? "disconnected",
+      draining: () => this.#draining,
+    };
+    const mgmt = managementApp(this.#view, status, log.child({ component: "api" }));
+    this.#apiListener = new Listener("api", (req: IncomingMessage, res: ServerResponse) => (isRpc(req.url) ? rpc(req, res) : mgmt(req, res)));
+    const api = await this.#apiListener.start(config.api.host, config.api.port);
+
+    this.#node = {
+      id: `${config.service.name.replace(/\./g, "-")}-${randomBytes(4).toString("hex")}`,
+      service: config.service.name,
+      version: config.service.version,
+      address: advertisedAddress(config, bound.port, log),
+      transport: config.transport.kind,
+      metadata: { ...config.service.metadata },
+      endpoints: [],
+      subscriptions: [],
+      registeredAt: new Date().toISOString(),
+    };
+    this.#registrar = new Registrar(this.#registry, this.#node, config.registry.ttl, log.child({ component: "registrar" }));
+    this.#checker.on("change", (state, reason) => {
+      if (this.#draining) return;
+      if (state === "passing") void this.#registrar!.up();
+      else void this.#registrar!.down(`app health check failing: ${reason ?? "unknown"}`);
+    });
+    log.info("listening", { api: `${api.address}:${api.port}`, inbound: `${bound.address}:${bound.port}`, advertise: this.#node.address, node: this.#node.id });
+    this.#checker.start();
+  }
+
+  #natsClient(): Promise<NatsClient> {
+    this.#nats ??= NatsClient.connect({ ...this.config.nats, name: this.config.nats.name ?? `sidecar-${this.config.service.name}` }, this.log.child({ component: "nats" }));
+    return this.#nats;
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    const { log, config } = this;
+    log.info("shutting down: deregistering, then draining calls in flight", { timeoutMs: config.shutdownTimeout });
+    this.#draining = true;
+    await this.#starting?.catch(() => undefined);
+    this.#checker?.close();
+    await this.#registrar?.down("shutdown");
+    this.#inbound?.drain();
+    await Promise.all([this.#inboundListener?.close(config.shutdownTimeout), this.#apiListener?.close(config.shutdownTimeout)]);
+    this.#view?.close();
+    await this.#transport?.close();
+    this.#inbound?.close();
+    await this.#registry?.close();
+    if (this.#nats) await (await this.#nats).close();
+    log.info("stopped");
+  }
+}

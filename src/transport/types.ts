@@ -1,0 +1,37 @@
+import type { IncomingMessage, OutgoingHttpHeaders } from "node:http";
+import type { NodeRecord } from "../registry/types.js";
+
+export interface OutboundRequest {
+  method: string;
+  /** Path (and query) on the callee app. */
+  path: string;
+  headers: OutgoingHttpHeaders;
+  body: Buffer;
+  /** Aborts the call (deadline reached, caller went away). */
+  signal: AbortSignal;
+}
+
+/**
+ * A call that failed in the transport. `delivered: false` means the request certainly never
+ * reached the callee (connection refused, or a reused keep-alive connection closed before the
+ * request was read), so another node may take it without any risk of running it twice.
+ */
+export class TransportError extends Error {
+  readonly delivered: boolean;
+  readonly code: string;
+  constructor(message: string, options: { delivered: boolean; code: string; cause?: unknown }) {
+    super(message, { cause: options.cause });
+    this.name = "TransportError";
+    this.delivered = options.delivered;
+    this.code = options.code;
+  }
+}
+
+/** Carries a call to a peer sidecar. Implementations: HttpTransport (http.ts). */
+export interface Transport {
+  readonly kind: string;
+  /** Resolves with the response head once it arrives; the body streams from the message. */
+  send(node: NodeRecord, request: OutboundRequest): Promise<IncomingMessage>;
+  /** Idempotent. */
+  close(): Promise<void>;
+}
