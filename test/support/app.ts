@@ -1,0 +1,73 @@
+import http, { type IncomingHttpHeaders } from "node:http";
+import type { AddressInfo } from "node:net";
+
+export interface ReceivedCall {
+  method: string;
+  path: string;
+  headers: IncomingHttpHeaders;
+  body: string;
+}
+
+/**
+ * A real HTTP app on 127.0.0.1:0 standing in for a user's service. Routes:
+ * GET /health (200, or 503 while `healthy` is false); POST /slow?ms=N (answers after N ms);
+ * POST /status/N (answers status N); anything else echoes `{app, method, path, body}` as JSON.
+ */
+export class TestApp {
+  readonly calls: ReceivedCall[] = [];
+  healthy = true;
+  healthChecks = 0;
+  readonly server: http.Server;
+
+  private constructor(readonly name: string) {
+    this.server = http.createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on("data", (c: Buffer) => chunks.push(c));
+      req.on("end", () => {
+        const url = new URL(req.url ?? "/", "http://app");
+        const body = Buffer.concat(chunks).toString();
+        if (req.method === "GET" && url.pathname === "/health") {
+          this.healthChecks += 1;
+          res.writeHead(this.healthy ? 200 : 503).end(this.healthy ? "ok" : "unhealthy");
+          return;
+        }
+        this.calls.push({ method: req.method ?? "", path: req.url ?? "", headers: req.headers, body });
+        if (url.pathname === "/slow") {
+          const timer = setTimeout(() => res.writeHead(200, { "content-type": "text/plain" }).end("slow"), Number(url.searchParams.get("ms") ?? 1000));
+          res.once("close", () => clearTimeout(timer));
+          return;
+        }
+        const status = /^\/status\/(\d{3})$/.exec(url.pathname);
+        if (status) {
+          res.writeHead(Number(status[1]), { "content-type": "text/plain; charset=utf-8" }).end(`status ${status[1]} from ${this.name}`);
+          return;
+        }
+        const text = JSON.stringify({ app: this.name, method: req.method, path: req.url, body });
+        res.writeHead(200, { "content-type": "application/json", "x-app": this.name }).end(text);
+      });
+    });
+  }
+
+  static async start(name: string, port = 0): Promise<TestApp> {
+    const app = new TestApp(name);
+    await new Promise<void>((resolve, reject) => {
+      app.server.once("error", reject);
+      app.server.listen(port, "127.0.0.1", () => resolve());
+    });
+    return app;
+  }
+
+  get port(): number {
+    return (this.server.address() as AddressInfo).port;
+  }
+
+  /** Calls received other than health checks. */
+  callCount(): number {
+    return this.calls.length;
+  }
+
+  async stop(): Promise<void> {
+    this.server.closeAllConnections();
+    await new Promise<void>((r) => this.server.close(() => r()));
+  }
+}

@@ -1,0 +1,79 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+
+const BINARY = process.env.NATS_SERVER_BIN ?? "nats-server";
+const LISTENING = /Listening for client connections on ([\d.]+):(\d+)/;
+
+/**
+ * A real nats-server (Debian's package) for integration tests: JetStream on, bound to
+ * 127.0.0.1 on a random port, with a temporary store directory removed on stop.
+ */
+export class NatsServer {
+  #proc: ChildProcess | undefined;
+  #log = "";
+
+  private constructor(
+    readonly storeDir: string,
+    public port: number,
+  ) {}
+
+  static async start(): Promise<NatsServer> {
+    const storeDir = mkdtempSync(path.join(os.tmpdir(), "sidecar-nats-"));
+    const server = new NatsServer(storeDir, -1);
+    await server.#spawn();
+    return server;
+  }
+
+  get url(): string {
+    return `nats://127.0.0.1:${this.port}`;
+  }
+
+  async #spawn(): Promise<void> {
+    const proc = spawn(BINARY, ["-a", "127.0.0.1", "-p", String(this.port), "-js", "-sd", this.storeDir], { stdio: ["ignore", "pipe", "pipe"] });
+    this.#proc = proc;
+    this.port = await new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`nats-server did not start within 10s:\n${this.#log}`)), 10_000);
+      const onData = (chunk: Buffer) => {
+        this.#log += chunk.toString();
+        const m = LISTENING.exec(this.#log);
+        if (m) {
+          clearTimeout(timer);
+          resolve(Number(m[2]));
+        }
+      };
+      proc.stderr!.on("data", onData);
+      proc.stdout!.on("data", onData);
+      proc.once("error", (err) => {
+        clearTimeout(timer);
+        reject(new Error(`cannot run ${BINARY} (install Debian's nats-server): ${err.message}`));
+      });
+      proc.once("exit", (code) => {
+        clearTimeout(timer);
+        reject(new Error(`nats-server exited with ${code}:\n${this.#log}`));
+      });
+    });
+  }
+
+  /** Stop the process (the store stays, so restart() keeps JetStream data). */
+  async kill(): Promise<void> {
+    const proc = this.#proc;
+    if (!proc || proc.exitCode !== null) return;
+    const exited = new Promise((r) => proc.once("exit", r));
+    proc.kill("SIGKILL");
+    await exited;
+  }
+
+  /** Start again on the same port and store. */
+  async restart(): Promise<void> {
+    await this.kill();
+    this.#log = "";
+    await this.#spawn();
+  }
+
+  async stop(): Promise<void> {
+    await this.kill();
+    rmSync(this.storeDir, { recursive: true, force: true });
+  }
+}

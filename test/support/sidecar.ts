@@ -1,0 +1,136 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { loadConfig } from "../../src/config/index.js";
+import { createLogger, silentLogger } from "../../src/log.js";
+import { Sidecar } from "../../src/sidecar.js";
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const CLI = path.join(ROOT, "dist", "cli.js");
+
+/** Poll `cond` every 10 ms until it holds; fail with `what` after `timeout` ms. Never a blind sleep. */
+export async function waitFor<T>(cond: () => T | Promise<T>, what: string, timeout = 5_000): Promise<NonNullable<T>> {
+  const start = Date.now();
+  for (;;) {
+    const v = await cond();
+    if (v) return v as NonNullable<T>;
+    if (Date.now() - start > timeout) throw new Error(`timed out after ${timeout}ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Fast settings for tests: short health interval and TTL, loopback everywhere, port 0. */
+export function testSettings(o: { service: string; appPort: number; registry: { dir: string } | { nats: string }; extra?: string[] }): string[] {
+  const reg = "dir" in o.registry ? [`registry.kind=local`, `registry.dir=${o.registry.dir}`] : [`registry.kind=nats`, `nats.servers=${o.registry.nats}`];
+  return [
+    `service.name=${o.service}`,
+    `app.port=${o.appPort}`,
+    `app.health.path=/health`,
+    `app.health.interval=100ms`,
+    `app.health.failureThreshold=2`,
+    `app.health.timeout=500ms`,
+    `api.host=127.0.0.1`,
+    `api.port=0`,
+    `inbound.host=127.0.0.1`,
+    `inbound.port=0`,
+    `registry.ttl=1500ms`,
+    `shutdownTimeout=2s`,
+    ...reg,
+    ...(o.extra ?? []),
+  ];
+}
+
+/** An in-process sidecar (fast; for most tests). Logs go nowhere unless SIDECAR_TEST_LOG is set. */
+export async function startSidecar(settings: string[]): Promise<Sidecar> {
+  const { config } = loadConfig({ set: settings, env: {} });
+  const log = process.env.SIDECAR_TEST_LOG ? createLogger({ level: "debug", format: "pretty", stream: process.stderr }) : silentLogger();
+  const sidecar = new Sidecar(config, log);
+  await sidecar.start();
+  return sidecar;
+}
+
+/** A sidecar as users run it: `node dist/cli.js start`, JSON logs parsed from stdout. */
+export class SidecarProcess {
+  readonly lines: Record<string, unknown>[] = [];
+  stderr = "";
+  private constructor(readonly proc: ChildProcess) {
+    let buf = "";
+    proc.stdout!.on("data", (c: Buffer) => {
+      buf += c.toString();
+      let nl;
+      while ((nl = buf.indexOf("\n")) !== -1) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        try {
+          this.lines.push(JSON.parse(line) as Record<string, unknown>);
+        } catch {
+          this.lines.push({ message: line });
+        }
+      }
+    });
+    proc.stderr!.on("data", (c: Buffer) => (this.stderr += c.toString()));
+  }
+
+  static spawn(args: string[], env: NodeJS.ProcessEnv = {}): SidecarProcess {
+    const proc = spawn(process.execPath, [CLI, ...args], {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH, ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    return new SidecarProcess(proc);
+  }
+
+  /** Start with `--set` settings and JSON logs; resolves once the app is registered. */
+  static async start(settings: string[]): Promise<SidecarProcess> {
+    const p = SidecarProcess.spawn(["start", ...[...settings, "log.format=json"].flatMap((s) => ["--set", s])]);
+    await p.waitForLog("registered", 10_000);
+    return p;
+  }
+
+  find(message: string): Record<string, unknown> | undefined {
+    return this.lines.find((l) => l.message === message);
+  }
+
+  waitForLog(message: string, timeout = 5_000): Promise<Record<string, unknown>> {
+    return waitFor(() => {
+      if (this.proc.exitCode !== null) throw new Error(`sidecar exited with ${this.proc.exitCode} before logging '${message}':\n${this.stderr}\n${JSON.stringify(this.lines)}`);
+      return this.find(message);
+    }, `log line '${message}'`, timeout);
+  }
+
+  get apiUrl(): string {
+    return `http://${String(this.find("listening")!.api)}`;
+  }
+
+  get nodeId(): string {
+    return String(this.find("listening")!.node);
+  }
+
+  async exit(): Promise<number | null> {
+    if (this.proc.exitCode !== null) return this.proc.exitCode;
+    const [code] = (await once(this.proc, "exit")) as [number | null];
+    return code;
+  }
+
+  kill(signal: NodeJS.Signals): void {
+    this.proc.kill(signal);
+  }
+}
+
+/** POST JSON to a sidecar's /rpc and return status, headers and the parsed or raw body. */
+export async function rpc(base: string, envelope: unknown, init: { headers?: Record<string, string> } = {}): Promise<{ status: number; body: any; headers: Headers }> {
+  const res = await fetch(`${base}/rpc`, { method: "POST", headers: { "content-type": "application/json", ...init.headers }, body: typeof envelope === "string" ? envelope : JSON.stringify(envelope) });
+  const text = await res.text();
+  let body: unknown = text;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    /* not JSON: keep the text */
+  }
+  return { status: res.status, body, headers: res.headers };
+}
+
+export function apiUrl(s: Sidecar): string {
+  return `http://${s.apiAddress}`;
+}
