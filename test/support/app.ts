@@ -17,6 +17,8 @@ export class TestApp {
   readonly calls: ReceivedCall[] = [];
   healthy = true;
   healthChecks = 0;
+  /** Requests whose connection closed before the app answered (the caller gave up). */
+  aborted = 0;
   readonly server: http.Server;
 
   private constructor(readonly name: string) {
@@ -34,7 +36,10 @@ export class TestApp {
         this.calls.push({ method: req.method ?? "", path: req.url ?? "", headers: req.headers, body });
         if (url.pathname === "/slow") {
           const timer = setTimeout(() => res.writeHead(200, { "content-type": "text/plain" }).end("slow"), Number(url.searchParams.get("ms") ?? 1000));
-          res.once("close", () => clearTimeout(timer));
+          res.once("close", () => {
+            clearTimeout(timer);
+            if (!res.writableFinished) this.aborted += 1;
+          });
           return;
         }
         const status = /^\/status\/(\d{3})$/.exec(url.pathname);

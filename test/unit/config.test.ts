@@ -1,0 +1,146 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { describe, it } from "node:test";
+import { ConfigError, loadConfig } from "../../src/config/index.js";
+import { parseDuration, parseSize } from "../../src/config/units.js";
+
+const dir = mkdtempSync(path.join(os.tmpdir(), "sidecar-config-"));
+function file(name: string, text: string): string {
+  const p = path.join(dir, name);
+  writeFileSync(p, text);
+  return p;
+}
+function problems(fn: () => unknown): string[] {
+  try {
+    fn();
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
+    return [...err.problems];
+  }
+  assert.fail("expected the config to be rejected");
+}
+
+describe("durations and sizes", () => {
+  it("parses durations", () => {
+    assert.equal(parseDuration("500ms"), 500);
+    assert.equal(parseDuration("5s"), 5000);
+    assert.equal(parseDuration("1.5s"), 1500);
+    assert.equal(parseDuration("2m"), 120_000);
+    assert.equal(parseDuration("1h"), 3_600_000);
+    assert.equal(parseDuration(250), 250);
+    for (const bad of ["5", "five", "-1s", "5 sec", "", null, -3]) assert.equal(parseDuration(bad), undefined, String(bad));
+  });
+  it("parses sizes", () => {
+    assert.equal(parseSize("1MiB"), 1024 * 1024);
+    assert.equal(parseSize("64KiB"), 65536);
+    assert.equal(parseSize("1MB"), 1_000_000);
+    assert.equal(parseSize(100), 100);
+    assert.equal(parseSize("100"), 100);
+    for (const bad of ["1 mb", "lots", -1, 1.5]) assert.equal(parseSize(bad), undefined, String(bad));
+  });
+});
+
+describe("loadConfig", () => {
+  it("loads a good file and fills the design's defaults", () => {
+    const f = file("good.yaml", "service: { name: greeter, version: 1.0.0, metadata: { zone: a } }\napp: { port: 5000, health: { path: /health } }\n");
+    const { config, file: used } = loadConfig({ file: f, env: {} });
+    assert.equal(used, f);
+    assert.equal(config.service.name, "greeter");
+    assert.deepEqual(config.service.metadata, { zone: "a" });
+    assert.deepEqual(config.app, { host: "127.0.0.1", port: 5000, health: { path: "/health", interval: 5000, timeout: 1000, failureThreshold: 3, successThreshold: 1 } });
+    assert.deepEqual(config.api, { host: "127.0.0.1", port: 8081, maxBody: 1024 * 1024 });
+    assert.equal(config.registry.kind, "local", "no nats section: the embedded default");
+    assert.deepEqual(config.inbound, { host: "127.0.0.1", port: 0, advertise: undefined });
+    assert.equal(config.registry.ttl, 15_000);
+    assert.equal(config.calls.timeout, 5000);
+    assert.equal(config.shutdownTimeout, 10_000);
+    assert.ok(Object.isFrozen(config) && Object.isFrozen(config.app.health), "frozen");
+  });
+
+  it("a nats section selects the nats registry and the production inbound defaults", () => {
+    const f = file("nats.yaml", "service: { name: greeter }\napp: { port: 5000 }\nnats: { servers: [nats://10.0.0.1:4222] }\n");
+    const { config } = loadConfig({ file: f, env: {} });
+    assert.equal(config.registry.kind, "nats");
+    assert.deepEqual(config.nats.servers, ["nats://10.0.0.1:4222"]);
+    assert.deepEqual(config.inbound, { host: "0.0.0.0", port: 8082, advertise: undefined });
+  });
+
+  it("environment overrides the file and --set overrides the environment", () => {
+    const f = file("layers.yaml", "service: { name: greeter }\napp: { port: 5000 }\n");
+    const { config } = loadConfig({
+      file: f,
+      env: { SIDECAR_APP_PORT: "6000", SIDECAR_APP_HEALTH_FAILURE_THRESHOLD: "7", SIDECAR_SERVICE_METADATA_ZONE: "b", SIDECAR_NATS_SERVERS: "nats://a:1,nats://b:2", SIDECAR_SERVICE_VERSION: "2.0" },
+      set: ["app.port=7000", "registry.ttl=3s", "log.level=debug"],
+    });
+    assert.equal(config.app.port, 7000);
+    assert.equal(config.app.health.failureThreshold, 7);
+    assert.deepEqual(config.service.metadata, { zone: "b" });
+    assert.deepEqual(config.nats.servers, ["nats://a:1", "nats://b:2"]);
+    assert.equal(config.service.version, "2.0", "a version stays a string");
+    assert.equal(config.registry.ttl, 3000);
+    assert.equal(config.log.level, "debug");
+  });
+
+  it("finds the file through SIDECAR_CONFIG", () => {
+    const f = file("env.yaml", "service: { name: fromenv }\napp: { port: 5000 }\n");
+    assert.equal(loadConfig({ env: { SIDECAR_CONFIG: f } }).config.service.name, "fromenv");
+  });
+
+  it("reports every problem at once, each naming the file, the key, the value and what was expected", () => {
+    const f = file("bad.yaml", [
+      "service: { name: 'bad name' }",
+      "app: { port: abc, health: { interval: 5x, bogus: 1 } }",
+      "registry: { kind: etcd, ttl: 0s }",
+      "api: { maxBody: lots }",
+      "extra: 1",
+    ].join("\n"));
+    const p = problems(() => loadConfig({ file: f, env: {} }));
+    const expect = [
+      /bad\.yaml: service\.name: got "bad name": expected a name matching/,
+      /bad\.yaml: app\.port: got "abc": expected a port number/,
+      /bad\.yaml: app\.health\.interval: got "5x": expected health\.interval as a duration/,
+      /bad\.yaml: app\.health\.bogus: unknown key \(expected one of: path, interval, timeout, failureThreshold, successThreshold\)/,
+      /bad\.yaml: registry\.kind: got "etcd": .*"local"\|"nats"/,
+      /bad\.yaml: registry\.ttl: got "0s": expected registry\.ttl to be greater than 0/,
+      /bad\.yaml: api\.maxBody: got "lots": expected a size/,
+      /bad\.yaml: extra: unknown key \(expected one of: service, app,/,
+    ];
+    for (const re of expect) assert.ok(p.some((line) => re.test(line)), `no problem matching ${re}:\n${p.join("\n")}`);
+    assert.equal(p.length, expect.length, p.join("\n"));
+  });
+
+  it("names the environment variable or flag a bad value came from", () => {
+    const f = file("ok.yaml", "service: { name: greeter }\napp: { port: 5000 }\n");
+    const p = problems(() => loadConfig({ file: f, env: { SIDECAR_API_PORT: "99999", SIDECAR_NOPE: "1" }, set: ["log.level=loud", "novalue"] }));
+    assert.ok(p.some((l) => /^environment SIDECAR_API_PORT: api\.port: got 99999: expected a port 0-65535$/.test(l)), p.join("\n"));
+    assert.ok(p.some((l) => /^environment SIDECAR_NOPE: not a config key/.test(l)), p.join("\n"));
+    assert.ok(p.some((l) => /^--set log\.level: log\.level: got "loud"/.test(l)), p.join("\n"));
+    assert.ok(p.some((l) => /^--set novalue: expected key\.path=value$/.test(l)), p.join("\n"));
+  });
+
+  it("names missing required keys by their full path", () => {
+    const p = problems(() => loadConfig({ env: {}, cwd: dir }));
+    assert.ok(p.some((l) => /service\.name: required key is missing/.test(l)), p.join("\n"));
+    assert.ok(p.some((l) => /app\.port: required key is missing/.test(l)), p.join("\n"));
+  });
+
+  it("reports YAML syntax errors and non-mapping documents with the file name", () => {
+    const a = file("syntax.yaml", "service: { name: [unclosed\n");
+    assert.ok(problems(() => loadConfig({ file: a, env: {} })).some((l) => l.startsWith(`${a}: YAML syntax error`)));
+    const b = file("list.yaml", "- a\n- b\n");
+    assert.ok(problems(() => loadConfig({ file: b, env: {} })).some((l) => l.startsWith(`${b}: expected a mapping`)));
+    const missing = path.join(dir, "missing.yaml");
+    assert.ok(problems(() => loadConfig({ file: missing, env: {} })).some((l) => l.startsWith(`${missing}: cannot read the config file`)));
+  });
+
+  it("rejects invalid service names, quoted versions aside", () => {
+    for (const name of ["../x", "a b", "x".repeat(64), "a..b"]) {
+      const p = problems(() => loadConfig({ env: {}, set: [`service.name=${name}`, "app.port=1"] }));
+      assert.ok(p.some((l) => l.includes("service.name")), name);
+    }
+    const p = problems(() => loadConfig({ file: file("ver.yaml", "service: { name: a, version: 1.0 }\napp: { port: 1 }\n"), env: {} }));
+    assert.ok(p.some((l) => /service\.version: got 1: expected a version string \(quote numbers/.test(l)), p.join("\n"));
+  });
+});
