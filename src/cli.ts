@@ -106,6 +106,7 @@ async function main(argv: string[]): Promise<number> {
   try {
     await sidecar.start();
   } catch (err) {
+    if (stopping) return -1; // a signal arrived during start-up: the stop handler exits
     log.error("cannot start", { error: (err as Error).message });
     await sidecar.close().catch(() => undefined);
     return 1;

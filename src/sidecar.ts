@@ -51,6 +51,8 @@ export class Sidecar {
   #registrar: Registrar | undefined;
   #node: NodeRecord | undefined;
   #draining = false;
+  /** Aborted by close(): a start still waiting (for NATS) gives up. */
+  readonly #stop = new AbortController();
   #starting: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
 
@@ -139,7 +141,7 @@ export class Sidecar {
   }
 
   #natsClient(): Promise<NatsClient> {
-    this.#nats ??= NatsClient.connect({ ...this.config.nats, name: this.config.nats.name ?? `sidecar-${this.config.service.name}` }, this.log.child({ component: "nats" }));
+    this.#nats ??= NatsClient.connect({ ...this.config.nats, name: this.config.nats.name ?? `sidecar-${this.config.service.name}` }, this.log.child({ component: "nats" }), this.#stop.signal);
     return this.#nats;
   }
 
@@ -152,6 +154,7 @@ export class Sidecar {
     const { log, config } = this;
     log.info("shutting down: deregistering, then draining calls in flight", { timeoutMs: config.shutdownTimeout });
     this.#draining = true;
+    this.#stop.abort();
     await this.#starting?.catch(() => undefined);
     this.#checker?.close();
     await this.#registrar?.down("shutdown");
@@ -161,7 +164,7 @@ export class Sidecar {
     await this.#transport?.close();
     this.#inbound?.close();
     await this.#registry?.close();
-    if (this.#nats) await (await this.#nats).close();
+    if (this.#nats) await (await this.#nats.catch(() => undefined))?.close();
     log.info("stopped");
   }
 }

@@ -1,6 +1,7 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
 import { pipeline } from "node:stream/promises";
 import { ERRORS, SidecarError, type ErrorCode } from "../errors.js";
+import { Deadline } from "../http/deadline.js";
 import { endToEnd, H } from "../http/headers.js";
 import type { RegistryView } from "../registry/view.js";
 import type { Selector } from "../selector/index.js";
@@ -34,31 +35,27 @@ export class Caller {
   ) {}
 
   async call(call: Call, res: ServerResponse): Promise<void> {
-    const ac = new AbortController();
-    const deadline = Date.now() + call.timeout;
-    const timer = setTimeout(() => ac.abort(), call.timeout);
+    const deadline = new Deadline(call.timeout);
     const onClose = () => {
-      if (!res.writableFinished) ac.abort();
+      if (!res.writableFinished) deadline.cancel();
     };
     res.once("close", onClose);
     try {
-      const upstream = await this.#send(call, ac.signal, deadline);
+      const upstream = await this.#send(call, deadline);
       const headers = endToEnd(upstream.headers, DROP_FROM_RESPONSE);
       headers[H.requestId] = call.requestId;
       res.writeHead(upstream.statusCode ?? 502, headers);
       await pipeline(upstream, res);
     } catch (err) {
-      if (ac.signal.aborted && !res.writableEnded && !(err instanceof SidecarError)) {
-        throw timeout(call, err);
-      }
+      if (deadline.expired && !(err instanceof SidecarError)) throw timeout(call, err);
       throw err;
     } finally {
-      clearTimeout(timer);
+      deadline.done();
       res.off("close", onClose);
     }
   }
 
-  async #send(call: Call, signal: AbortSignal, deadline: number): Promise<IncomingMessage> {
+  async #send(call: Call, deadline: Deadline): Promise<IncomingMessage> {
     const tried = new Set<string>();
     const failures: string[] = [];
     let refusal: ErrorCode | undefined;
@@ -73,8 +70,8 @@ export class Caller {
       const node = this.selector.pick(call.service, nodes, tried);
       if (!node) break;
       tried.add(node.id);
-      const remaining = deadline - Date.now();
-      if (remaining <= 0) break;
+      const remaining = deadline.remaining();
+      if (remaining <= 0 || deadline.cancelled) break;
       let upstream: IncomingMessage;
       try {
         upstream = await this.transport.send(node, {
@@ -82,10 +79,10 @@ export class Caller {
           path: call.path,
           headers: { ...call.headers, [H.service]: call.service, [H.caller]: this.self, [H.timeout]: String(remaining), [H.requestId]: call.requestId },
           body: call.body,
-          signal,
+          deadline,
         });
       } catch (err) {
-        if (signal.aborted) throw timeout(call, err);
+        if (deadline.cancelled) throw timeout(call, err);
         if (err instanceof TransportError && !err.delivered) {
           failures.push(`${node.id}: ${err.code}`);
           continue;
@@ -102,7 +99,7 @@ export class Caller {
       }
       return upstream;
     }
-    if (signal.aborted || deadline <= Date.now()) throw timeout(call);
+    if (deadline.cancelled || deadline.remaining() <= 0) throw timeout(call);
     const tail = failures.length > 0 ? ` (${failures.join("; ")})` : "";
     if (refusal === "APP_UNAVAILABLE" || refusal === "SHUTTING_DOWN") {
       throw new SidecarError("NO_HEALTHY_NODE", `no node of '${call.service}' is taking calls right now${tail}`, { headers: { "retry-after": "1" } });

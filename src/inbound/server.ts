@@ -1,6 +1,7 @@
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
 import { pipeline } from "node:stream/promises";
 import { SidecarError, type ErrorCode } from "../errors.js";
+import { Deadline } from "../http/deadline.js";
 import { endToEnd, H, requestIdOf } from "../http/headers.js";
 import { sendError } from "../http/reply.js";
 import type { Logger } from "../log.js";
@@ -55,20 +56,26 @@ export class InboundHandler {
   async #forward(req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
     const given = Number(req.headers[H.timeout]);
     const timeout = Number.isFinite(given) && given > 0 ? Math.min(given, MAX_TIMEOUT_MS) : this.o.defaultTimeout;
-    const ac = new AbortController();
-    const timer = setTimeout(() => ac.abort(), timeout);
-    res.once("close", () => {
-      if (!res.writableFinished) ac.abort();
-    });
+    const deadline = new Deadline(timeout);
+    const onClose = () => {
+      if (!res.writableFinished) deadline.cancel();
+    };
+    res.once("close", onClose);
     const headers = endToEnd(req.headers, TO_APP_DROP);
     headers[H.requestId] = requestId;
     headers[H.timeout] = String(timeout);
     try {
       const upstream = await new Promise<IncomingMessage>((resolve, reject) => {
-        const out = http.request({ host: this.o.app.host, port: this.o.app.port, method: req.method, path: req.url, headers, agent: this.#agent, signal: ac.signal });
-        out.once("response", resolve);
+        const out = http.request({ host: this.o.app.host, port: this.o.app.port, method: req.method, path: req.url, headers, agent: this.#agent });
+        const off = deadline.onCancel(() => out.destroy(new Error("call cancelled")));
+        out.once("response", (upstream) => {
+          off();
+          deadline.onCancel(() => upstream.destroy());
+          resolve(upstream);
+        });
         out.once("error", (err: NodeJS.ErrnoException) => {
-          if (ac.signal.aborted) reject(new SidecarError("TIMEOUT", `the app of '${this.o.service}' did not answer within ${timeout}ms`, { cause: err }));
+          off();
+          if (deadline.cancelled) reject(new SidecarError("TIMEOUT", `the app of '${this.o.service}' did not answer within ${timeout}ms`, { cause: err }));
           else if (err.code === "ECONNREFUSED") reject(new SidecarError("APP_UNREACHABLE", `the app of '${this.o.service}' refused the connection at ${this.o.app.host}:${this.o.app.port}`, { cause: err }));
           else reject(new SidecarError("APP_UNREACHABLE", `the call into the app of '${this.o.service}' failed: ${err.message}`, { cause: err }));
         });
@@ -79,7 +86,8 @@ export class InboundHandler {
       res.writeHead(upstream.statusCode ?? 502, back);
       await pipeline(upstream, res);
     } finally {
-      clearTimeout(timer);
+      deadline.done();
+      res.off("close", onClose);
     }
   }
 

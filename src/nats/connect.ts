@@ -40,12 +40,19 @@ export class NatsClient {
         log.info("connected to NATS", { server: nc.getServer() });
         return new NatsClient(nc, log);
       } catch (err) {
-        if (signal?.aborted) throw err;
+        if (signal?.aborted) throw new Error("stopped while waiting for NATS", { cause: err });
         if (attempt === 0 || attempt % 10 === 0) {
           log.warn("waiting for NATS: cannot connect yet, retrying every second", { servers: options.servers, error: (err as Error).message });
         }
         attempt += 1;
-        await new Promise((r) => setTimeout(r, 1_000));
+        await new Promise<void>((r) => {
+          const t = setTimeout(r, 1_000);
+          signal?.addEventListener("abort", () => {
+            clearTimeout(t);
+            r();
+          }, { once: true });
+        });
+        if (signal?.aborted) throw new Error("stopped while waiting for NATS");
       }
     }
   }

@@ -39,10 +39,16 @@ export class HttpTransport implements Transport {
         path: r.path,
         headers: { ...r.headers, "content-length": r.body.length },
         agent: this.#agent,
-        signal: r.signal,
       });
-      req.once("response", resolve);
+      const off = r.deadline.onCancel(() => req.destroy(new Error("call cancelled")));
+      req.once("response", (res) => {
+        // From here the caller owns the response; cancelling destroys it (and with it the socket).
+        off();
+        r.deadline.onCancel(() => res.destroy());
+        resolve(res);
+      });
       req.once("error", (err: NodeJS.ErrnoException) => {
+        off();
         const code = err.code ?? "EUNKNOWN";
         // A pooled connection the peer closed while idle fails on reuse before the peer read
         // anything (the keep-alive race): safe to send elsewhere, like a refused connection.

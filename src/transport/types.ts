@@ -1,4 +1,5 @@
 import type { IncomingMessage, OutgoingHttpHeaders } from "node:http";
+import type { Deadline } from "../http/deadline.js";
 import type { NodeRecord } from "../registry/types.js";
 
 export interface OutboundRequest {
@@ -7,8 +8,8 @@ export interface OutboundRequest {
   path: string;
   headers: OutgoingHttpHeaders;
   body: Buffer;
-  /** Aborts the call (deadline reached, caller went away). */
-  signal: AbortSignal;
+  /** Cancels the call (deadline reached, caller went away). */
+  deadline: Deadline;
 }
 
 /**
