@@ -1,7 +1,7 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
-import { pipeline } from "node:stream/promises";
 import { ERRORS, SidecarError, type ErrorCode } from "../errors.js";
 import { Deadline } from "../http/deadline.js";
+import { pipeBody } from "../http/pipe.js";
 import { endToEnd, H } from "../http/headers.js";
 import type { RegistryView } from "../registry/view.js";
 import type { Selector } from "../selector/index.js";
@@ -45,7 +45,7 @@ export class Caller {
       const headers = endToEnd(upstream.headers, DROP_FROM_RESPONSE);
       headers[H.requestId] = call.requestId;
       res.writeHead(upstream.statusCode ?? 502, headers);
-      await pipeline(upstream, res);
+      await pipeBody(upstream, res);
     } catch (err) {
       if (deadline.expired && !(err instanceof SidecarError)) throw timeout(call, err);
       throw err;

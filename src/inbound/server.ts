@@ -1,7 +1,7 @@
 import http, { type IncomingMessage, type ServerResponse } from "node:http";
-import { pipeline } from "node:stream/promises";
 import { SidecarError, type ErrorCode } from "../errors.js";
 import { Deadline } from "../http/deadline.js";
+import { pipeBody } from "../http/pipe.js";
 import { endToEnd, H, requestIdOf } from "../http/headers.js";
 import { sendError } from "../http/reply.js";
 import type { Logger } from "../log.js";
@@ -84,7 +84,7 @@ export class InboundHandler {
       const back = endToEnd(upstream.headers);
       back[H.requestId] = requestId;
       res.writeHead(upstream.statusCode ?? 502, back);
-      await pipeline(upstream, res);
+      await pipeBody(upstream, res);
     } finally {
       deadline.done();
       res.off("close", onClose);
