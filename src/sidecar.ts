@@ -136,6 +136,8 @@ export class Sidecar {
       if (state === "passing") void this.#registrar!.up();
       else void this.#registrar!.down(`app health check failing: ${reason ?? "unknown"}`);
     });
+    // After a NATS reconnection, re-register at once (DESIGN §9) instead of waiting for the next heartbeat.
+    if (this.#nats) (await this.#nats).onReconnect(() => this.#registrar?.refresh());
     log.info("listening", { api: `${api.address}:${api.port}`, inbound: `${bound.address}:${bound.port}`, advertise: this.#node.address, node: this.#node.id });
     this.#checker.start();
   }

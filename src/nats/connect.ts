@@ -12,6 +12,7 @@ export type NatsStatus = "connected" | "disconnected" | "closed";
 export class NatsClient {
   #status: NatsStatus = "connected";
   #closing: Promise<void> | undefined;
+  #onReconnect = new Set<() => void>();
 
   private constructor(
     readonly nc: NatsConnection,
@@ -57,6 +58,11 @@ export class NatsClient {
     }
   }
 
+  /** Called after every reconnection (e.g. to re-register at once rather than at the next heartbeat). */
+  onReconnect(fn: () => void): void {
+    this.#onReconnect.add(fn);
+  }
+
   status(): NatsStatus {
     return this.#status;
   }
@@ -71,6 +77,7 @@ export class NatsClient {
         case "reconnect":
           this.#status = "connected";
           this.log.info("reconnected to NATS", { server: s.server });
+          for (const fn of this.#onReconnect) fn();
           break;
         case "close":
           this.#status = "closed";
@@ -81,15 +88,23 @@ export class NatsClient {
     }
   }
 
-  /** Drain (flush what is pending, let subscriptions finish) and close. Idempotent. */
-  close(): Promise<void> {
+  /**
+   * Drain (flush what is pending, let subscriptions finish) and close, within `timeout` ms; a
+   * connection that is down, or a drain that takes too long, is closed at once. Idempotent.
+   */
+  close(timeout = 2_000): Promise<void> {
     this.#closing ??= (async () => {
       if (this.nc.isClosed()) return;
-      try {
-        await this.nc.drain();
-      } catch {
-        await this.nc.close();
+      if (this.#status === "connected") {
+        let timer: NodeJS.Timeout | undefined;
+        const drained = await Promise.race([
+          this.nc.drain().then(() => true, () => false),
+          new Promise<boolean>((r) => (timer = setTimeout(() => r(false), timeout))),
+        ]);
+        clearTimeout(timer);
+        if (!drained) this.log.warn("NATS drain did not complete; closing the connection", { timeoutMs: timeout });
       }
+      if (!this.nc.isClosed()) await this.nc.close();
       this.#status = "closed";
     })();
     return this.#closing;

@@ -1,3 +1,4 @@
+import { jetstream } from "@nats-io/jetstream";
 import { Kvm, type KV } from "@nats-io/kv";
 import type { Logger } from "../log.js";
 import type { NatsClient } from "../nats/connect.js";
@@ -39,7 +40,10 @@ export class NatsRegistry implements Registry {
   ) {}
 
   static async open(client: NatsClient, options: NatsRegistryOptions, log: Logger): Promise<NatsRegistry> {
-    const kvm = new Kvm(client.nc);
+    // A write that cannot complete must fail before the next heartbeat is due (TTL/3), not after
+    // the client's 5 s default, or one lost request during a reconnect costs the node its record.
+    const timeout = Math.max(250, Math.min(5_000, Math.floor(options.ttl / 3)));
+    const kvm = new Kvm(jetstream(client.nc, { timeout }));
     const kv = await kvm.create(options.bucket, { ttl: options.ttl, history: 1, replicas: options.replicas });
     return new NatsRegistry(client, kv, options, log);
   }

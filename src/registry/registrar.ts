@@ -12,6 +12,8 @@ export class Registrar {
   #timer: NodeJS.Timeout | undefined;
   #chain: Promise<void> = Promise.resolve();
   #warned = false;
+  /** A heartbeat is queued or running: the next tick is skipped, so a slow registry never builds a backlog. */
+  #beating = false;
 
   constructor(
     private readonly registry: Registry,
@@ -32,10 +34,21 @@ export class Registrar {
   up(): Promise<void> {
     this.#wanted = true;
     if (!this.#timer) {
-      this.#timer = setInterval(() => void this.#enqueue(() => this.#put()), Math.max(10, Math.floor(this.ttl / 3)));
+      this.#timer = setInterval(() => this.#beat(), Math.max(10, Math.floor(this.ttl / 3)));
       this.#timer.unref();
     }
     return this.#enqueue(() => this.#put());
+  }
+
+  /** Re-write the record now (e.g. after the registry connection came back), if registered. */
+  refresh(): void {
+    if (this.#wanted) this.#beat();
+  }
+
+  #beat(): void {
+    if (this.#beating) return;
+    this.#beating = true;
+    void this.#enqueue(() => this.#put()).finally(() => (this.#beating = false));
   }
 
   async #put(): Promise<void> {

@@ -21,6 +21,7 @@ export class RegistryView {
   #listeners = new Set<(service: string) => void>();
   #watch: RegistryWatch | undefined;
   #timer: NodeJS.Timeout | undefined;
+  #registryDown = false;
 
   constructor(
     private readonly registry: Registry,
@@ -61,6 +62,19 @@ export class RegistryView {
 
   #sweep(): void {
     const now = Date.now();
+    // While we cannot reach the registry, silence proves nothing about the nodes: keep serving
+    // from this view (DESIGN §9). Once back, every node gets a full TTL to heartbeat again.
+    if (this.registry.status() !== "connected") {
+      if (!this.#registryDown) this.log.warn("registry unreachable: keeping the last known nodes until it is back");
+      this.#registryDown = true;
+      return;
+    }
+    if (this.#registryDown) {
+      this.#registryDown = false;
+      this.log.info("registry reachable again: nodes that do not heartbeat within the TTL will be dropped", { ttlMs: this.ttl });
+      for (const nodes of this.#services.values()) for (const e of nodes.values()) e.seenAt = Math.max(e.seenAt, now);
+      return;
+    }
     for (const [service, nodes] of this.#services) {
       let changed = false;
       for (const [id, e] of nodes) {

@@ -59,7 +59,7 @@ export class NatsServer {
   /** Stop the process (the store stays, so restart() keeps JetStream data). */
   async kill(): Promise<void> {
     const proc = this.#proc;
-    if (!proc || proc.exitCode !== null) return;
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
     const exited = new Promise((r) => proc.once("exit", r));
     proc.kill("SIGKILL");
     await exited;

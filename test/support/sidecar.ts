@@ -107,8 +107,9 @@ export class SidecarProcess {
     return String(this.find("listening")!.node);
   }
 
+  /** The exit code (null when killed by a signal). */
   async exit(): Promise<number | null> {
-    if (this.proc.exitCode !== null) return this.proc.exitCode;
+    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return this.proc.exitCode;
     const [code] = (await once(this.proc, "exit")) as [number | null];
     return code;
   }
