@@ -3,7 +3,7 @@ import { after, before, describe, it } from "node:test";
 import type { Sidecar } from "../../src/sidecar.js";
 import { TestApp } from "../support/app.js";
 import { NatsServer } from "../support/nats.js";
-import { apiUrl, rpc, startSidecar, testSettings, waitFor } from "../support/sidecar.js";
+import { apiUrl, registryNodes, rpc, startSidecar, testSettings, waitFor } from "../support/sidecar.js";
 
 const TTL = 1500;
 
@@ -22,10 +22,7 @@ describe("NATS restart", () => {
     sidecars.push(s);
     return s;
   };
-  const nodes = async (service: string): Promise<string[]> => {
-    const res = await fetch(`${base}/registry/${service}`);
-    return res.status === 200 ? ((await res.json()) as { nodes: { id: string }[] }).nodes.map((n) => n.id) : [];
-  };
+  const nodes = (service: string) => registryNodes(base, service);
 
   before(async () => {
     nats = await NatsServer.start();

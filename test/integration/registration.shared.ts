@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { Sidecar } from "../../src/sidecar.js";
 import { TestApp } from "../support/app.js";
-import { apiUrl, rpc, SidecarProcess, startSidecar, testSettings, waitFor } from "../support/sidecar.js";
+import { apiUrl, registryNodes, rpc, SidecarProcess, startSidecar, testSettings, waitFor } from "../support/sidecar.js";
 
 const TTL = 1500;
 const HEARTBEAT = TTL / 3;
@@ -15,13 +15,6 @@ export interface Backend {
   registry: () => { dir: string } | { nats: string };
   setup: () => Promise<void>;
   teardown: () => Promise<void>;
-}
-
-async function registryNodes(base: string, service: string): Promise<string[]> {
-  const res = await fetch(`${base}/registry/${service}`);
-  if (res.status === 404) return [];
-  const body = (await res.json()) as { nodes: { id: string }[] };
-  return body.nodes.map((n) => n.id);
 }
 
 /**

@@ -119,7 +119,10 @@ export class SidecarProcess {
   }
 }
 
-/** POST JSON to a sidecar's /rpc and return status, headers and the parsed or raw body. */
+/**
+ * POST JSON to a sidecar's /rpc and return status, headers and the parsed or raw body.
+ * `body` is `any` on purpose: tests read fields of many different shapes and assert each one.
+ */
 export async function rpc(base: string, envelope: unknown, init: { headers?: Record<string, string> } = {}): Promise<{ status: number; body: any; headers: Headers }> {
   const res = await fetch(`${base}/rpc`, { method: "POST", headers: { "content-type": "application/json", ...init.headers }, body: typeof envelope === "string" ? envelope : JSON.stringify(envelope) });
   const text = await res.text();
@@ -134,4 +137,12 @@ export async function rpc(base: string, envelope: unknown, init: { headers?: Rec
 
 export function apiUrl(s: Sidecar): string {
   return `http://${s.apiAddress}`;
+}
+
+/** Ids of a service's nodes in a sidecar's view (GET /registry/{service}); [] for an unknown service. */
+export async function registryNodes(base: string, service: string): Promise<string[]> {
+  const res = await fetch(`${base}/registry/${service}`);
+  if (res.status === 404) return [];
+  const body = (await res.json()) as { nodes: { id: string }[] };
+  return body.nodes.map((n) => n.id);
 }
