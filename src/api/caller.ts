@@ -47,6 +47,8 @@ export class Caller {
       res.writeHead(upstream.statusCode ?? 502, headers);
       await pipeBody(upstream, res);
     } catch (err) {
+      // Our caller went away: nobody is left to answer, and that is not the callee's failure.
+      if (deadline.cancelled && !deadline.expired) return;
       if (deadline.expired && !(err instanceof SidecarError)) throw timeout(call, err);
       throw err;
     } finally {

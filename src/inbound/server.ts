@@ -75,7 +75,7 @@ export class InboundHandler {
         });
         out.once("error", (err: NodeJS.ErrnoException) => {
           off();
-          if (deadline.cancelled) reject(new SidecarError("TIMEOUT", `the app of '${this.o.service}' did not answer within ${timeout}ms`, { cause: err }));
+          if (deadline.expired) reject(new SidecarError("TIMEOUT", `the app of '${this.o.service}' did not answer within ${timeout}ms`, { cause: err }));
           else if (err.code === "ECONNREFUSED") reject(new SidecarError("APP_UNREACHABLE", `the app of '${this.o.service}' refused the connection at ${this.o.app.host}:${this.o.app.port}`, { cause: err }));
           else reject(new SidecarError("APP_UNREACHABLE", `the call into the app of '${this.o.service}' failed: ${err.message}`, { cause: err }));
         });
@@ -85,6 +85,10 @@ export class InboundHandler {
       back[H.requestId] = requestId;
       res.writeHead(upstream.statusCode ?? 502, back);
       await pipeBody(upstream, res);
+    } catch (err) {
+      // The calling sidecar went away (its caller gave up): nobody is left to answer.
+      if (deadline.cancelled && !deadline.expired) return;
+      throw err;
     } finally {
       deadline.done();
       res.off("close", onClose);

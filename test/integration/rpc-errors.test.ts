@@ -127,6 +127,18 @@ describe("/rpc answers and errors (local registry)", () => {
     await waitFor(() => callee.aborted > aborted, "the app's request to be aborted", 2000);
   });
 
+  it("a caller that goes away cancels the call all the way to the app", async () => {
+    const aborted = callee.aborted;
+    const calls = callee.callCount();
+    const ac = new AbortController();
+    const pending = fetch(`${base}/rpc`, { method: "POST", body: JSON.stringify({ service: "greeter", endpoint: "/slow?ms=5000" }), signal: ac.signal });
+    await waitFor(() => callee.callCount() > calls, "the call to reach the app");
+    ac.abort();
+    await assert.rejects(pending);
+    await waitFor(() => callee.aborted > aborted, "the app's request to be aborted", 2000);
+    assert.equal((await fetch(`${base}/health/live`)).status, 200);
+  });
+
   it("the x-sidecar-timeout header sets the deadline too", async () => {
     const r = await rpc(base, { service: "greeter", endpoint: "/slow?ms=3000" }, { headers: { "x-sidecar-timeout": "150" } });
     assert.equal(r.status, 504);
