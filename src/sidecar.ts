@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import os from "node:os";
 import { Caller } from "./api/caller.js";
+import { systemClock } from "./clock.js";
 import { rpcHandler } from "./api/rpc.js";
 import { managementApp, type SidecarStatus } from "./api/routes.js";
 import type { Config } from "./config/index.js";
@@ -44,6 +45,7 @@ export class Sidecar {
   #registry: Registry | undefined;
   #view: RegistryView | undefined;
   #transport: Transport | undefined;
+  #selector: Selector | undefined;
   #inbound: InboundHandler | undefined;
   #inboundListener: Listener | undefined;
   #apiListener: Listener | undefined;
@@ -95,7 +97,8 @@ export class Sidecar {
     this.#view = new RegistryView(this.#registry, config.registry.ttl, log.child({ component: "registry-view" }));
     await this.#view.start();
     this.#transport = new HttpTransport();
-    const caller = new Caller(this.#view, new Selector(config.selector.strategy), this.#transport, config.service.name);
+    this.#selector = new Selector(config.selector, systemClock, log.child({ component: "selector" }));
+    const caller = new Caller(this.#view, this.#selector, this.#transport, config.service.name);
 
     this.#checker = new HealthChecker({ host: config.app.host, port: config.app.port, ...config.app.health }, log.child({ component: "health" }));
     this.#inbound = new InboundHandler({
@@ -115,7 +118,8 @@ export class Sidecar {
       registry: () => this.#registry?.status() ?? "disconnected",
       draining: () => this.#draining,
     };
-    const mgmt = managementApp(this.#view, status, log.child({ component: "api" }));
+    const selector = this.#selector;
+    const mgmt = managementApp(this.#view, status, (service, id) => selector.state(service, id), log.child({ component: "api" }));
     this.#apiListener = new Listener("api", (req: IncomingMessage, res: ServerResponse) => (isRpc(req.url) ? rpc(req, res) : mgmt(req, res)));
     const api = await this.#apiListener.start(config.api.host, config.api.port);
 

@@ -1,11 +1,13 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
 import { ERRORS, SidecarError, type ErrorCode } from "../errors.js";
 import { Deadline } from "../http/deadline.js";
-import { pipeBody } from "../http/pipe.js";
 import { endToEnd, H } from "../http/headers.js";
+import { pipeBody } from "../http/pipe.js";
+import type { NodeRecord } from "../registry/types.js";
 import type { RegistryView } from "../registry/view.js";
-import type { Selector } from "../selector/index.js";
+import type { Outcome, Selector, ServiceBalancer } from "../selector/index.js";
 import { TransportError, type Transport } from "../transport/types.js";
+import { backoffDelay } from "./backoff.js";
 
 export interface Call {
   service: string;
@@ -16,15 +18,30 @@ export interface Call {
   body: Buffer;
   /** Milliseconds the whole call may take, retries included. */
   timeout: number;
+  /** Retries of a request that reached the callee, on 502/503/504 or a broken connection (opt-in: idempotent calls). */
+  retries: number;
+  /** Key for the `hash` strategy. */
+  key?: string | undefined;
   requestId: string;
 }
 
+/** Statuses worth another try when the call opted in. */
+const RETRYABLE = new Set([502, 503, 504]);
+/** Refusals that say something is wrong with the node itself (not merely that it is leaving). */
+const NODE_FAULTS = new Set<string>(["MISDIRECTED", "APP_UNREACHABLE"]);
 const DROP_FROM_RESPONSE = new Set<string>([H.refused]);
 
+interface Sent {
+  upstream: IncomingMessage;
+  node: NodeRecord;
+  nodes: readonly NodeRecord[];
+}
+
 /**
- * Resolves a service through the cached registry view, picks nodes with the selector and
- * sends the call over the transport, trying another node whenever the callee never saw
- * the request. Streams the chosen response back unchanged (status, content type, body).
+ * Resolves a service through the cached registry view, picks nodes with the service's balancer,
+ * and sends the call over the transport. A call the callee never saw is always tried on another
+ * node; a call that reached it is retried only when it opted in, within the retry budget. Streams
+ * the chosen response back unchanged (status, content type, body).
  */
 export class Caller {
   constructor(
@@ -34,33 +51,49 @@ export class Caller {
     private readonly self: string,
   ) {}
 
+  /** The header whose value keys the `hash` strategy for this service. */
+  keyHeader(service: string): string {
+    return this.selector.service(service).hashHeader;
+  }
+
   async call(call: Call, res: ServerResponse): Promise<void> {
     const deadline = new Deadline(call.timeout);
     const onClose = () => {
       if (!res.writableFinished) deadline.cancel();
     };
     res.once("close", onClose);
+    const balancer = this.selector.service(call.service);
+    let sent: Sent | undefined;
+    let outcome: Outcome = "neutral";
     try {
-      const upstream = await this.#send(call, deadline);
+      sent = await this.#send(call, balancer, deadline);
+      const { upstream } = sent;
+      const status = upstream.statusCode ?? 502;
+      outcome = status >= 500 ? "failure" : "success";
       const headers = endToEnd(upstream.headers, DROP_FROM_RESPONSE);
       headers[H.requestId] = call.requestId;
-      res.writeHead(upstream.statusCode ?? 502, headers);
+      res.writeHead(status, headers);
       await pipeBody(upstream, res);
     } catch (err) {
+      if (sent && deadline.expired) outcome = "failure";
       // Our caller went away: nobody is left to answer, and that is not the callee's failure.
       if (deadline.cancelled && !deadline.expired) return;
       if (deadline.expired && !(err instanceof SidecarError)) throw timeout(call, err);
       throw err;
     } finally {
+      if (sent) balancer.end(sent.node.id, outcome, sent.nodes);
       deadline.done();
       res.off("close", onClose);
     }
   }
 
-  async #send(call: Call, deadline: Deadline): Promise<IncomingMessage> {
+  async #send(call: Call, balancer: ServiceBalancer, deadline: Deadline): Promise<Sent> {
+    balancer.budget.recordCall();
     const tried = new Set<string>();
     const failures: string[] = [];
     let refusal: ErrorCode | undefined;
+    let retriesLeft = call.retries;
+    let retried = 0;
     for (;;) {
       const nodes = this.view.nodes(call.service);
       if (nodes.length === 0 && tried.size === 0) {
@@ -69,24 +102,32 @@ export class Caller {
         }
         throw new SidecarError("SERVICE_NOT_FOUND", `no service named '${call.service}' in the registry`);
       }
-      const node = this.selector.pick(call.service, nodes, tried);
-      if (!node) break;
+      // Opt-in retries of a sent request may go back to a node already tried when no other is left.
+      const node = balancer.pick(nodes, tried, call.key) ?? (retried > 0 ? balancer.pick(nodes, new Set(), call.key) : undefined);
+      if (!node || deadline.cancelled || deadline.remaining() <= 0) break;
       tried.add(node.id);
-      const remaining = deadline.remaining();
-      if (remaining <= 0 || deadline.cancelled) break;
+      balancer.start(node.id);
       let upstream: IncomingMessage;
       try {
         upstream = await this.transport.send(node, {
           method: call.method,
           path: call.path,
-          headers: { ...call.headers, [H.service]: call.service, [H.caller]: this.self, [H.timeout]: String(remaining), [H.requestId]: call.requestId },
+          headers: { ...call.headers, [H.service]: call.service, [H.caller]: this.self, [H.timeout]: String(deadline.remaining()), [H.requestId]: call.requestId },
           body: call.body,
           deadline,
         });
       } catch (err) {
+        balancer.end(node.id, deadline.cancelled && !deadline.expired ? "neutral" : "failure", nodes);
         if (deadline.cancelled) throw timeout(call, err);
+        const reason = `${node.id}: ${(err as TransportError).code ?? (err as Error).message}`;
         if (err instanceof TransportError && !err.delivered) {
-          failures.push(`${node.id}: ${err.code}`);
+          failures.push(reason);
+          continue;
+        }
+        if (retriesLeft > 0 && balancer.budget.tryRetry()) {
+          failures.push(reason);
+          retriesLeft -= 1;
+          await pause(backoffDelay(retried++), deadline);
           continue;
         }
         throw new SidecarError("UPSTREAM_UNREACHABLE", `call to '${call.service}' failed at node ${node.id}: ${(err as Error).message}`, { cause: err });
@@ -95,11 +136,21 @@ export class Caller {
       if (typeof refused === "string") {
         // The callee sidecar did not hand the call to its app (unhealthy, draining, stale record).
         upstream.resume();
+        balancer.end(node.id, NODE_FAULTS.has(refused) ? "failure" : "neutral", nodes);
         refusal = refused in ERRORS ? (refused as ErrorCode) : "UPSTREAM_UNREACHABLE";
         failures.push(`${node.id}: ${refused}`);
         continue;
       }
-      return upstream;
+      const status = upstream.statusCode ?? 502;
+      if (RETRYABLE.has(status) && retriesLeft > 0 && deadline.remaining() > 0 && balancer.budget.tryRetry()) {
+        upstream.resume();
+        balancer.end(node.id, "failure", nodes);
+        failures.push(`${node.id}: ${status}`);
+        retriesLeft -= 1;
+        await pause(backoffDelay(retried++), deadline);
+        continue;
+      }
+      return { upstream, node, nodes };
     }
     if (deadline.cancelled || deadline.remaining() <= 0) throw timeout(call);
     const tail = failures.length > 0 ? ` (${failures.join("; ")})` : "";
@@ -109,6 +160,20 @@ export class Caller {
     if (refusal === "APP_UNREACHABLE") throw new SidecarError("APP_UNREACHABLE", `no node of '${call.service}' could reach its app${tail}`);
     throw new SidecarError("UPSTREAM_UNREACHABLE", `no node of '${call.service}' could be reached${tail}`);
   }
+}
+
+/** Wait `ms`, or less if the call is cancelled meanwhile. */
+function pause(ms: number, deadline: Deadline): Promise<void> {
+  const wait = Math.min(ms, Math.max(0, deadline.remaining()));
+  return new Promise((resolve) => {
+    const timer = setTimeout(done, wait);
+    const off = deadline.onCancel(done);
+    function done() {
+      clearTimeout(timer);
+      off();
+      resolve();
+    }
+  });
 }
 
 function timeout(call: Call, cause?: unknown): SidecarError {

@@ -7,6 +7,7 @@ import type { Logger } from "../log.js";
 import { isValidName, show } from "../names.js";
 import type { RegistryStatus } from "../registry/types.js";
 import type { RegistryView } from "../registry/view.js";
+import type { NodeState } from "../selector/index.js";
 
 /** What the health routes read from the running sidecar. */
 export interface SidecarStatus {
@@ -24,7 +25,7 @@ const allow = (methods: string) => (req: Request) => {
  * The management surface (DESIGN §6): registry, health. Not the hot path, so express
  * serves it; /rpc is answered before express sees the request (api/server.ts).
  */
-export function managementApp(view: RegistryView, status: SidecarStatus, log: Logger): express.Express {
+export function managementApp(view: RegistryView, status: SidecarStatus, nodeState: (service: string, nodeId: string) => NodeState | undefined, log: Logger): express.Express {
   const app = express();
   app.disable("x-powered-by");
   app.set("etag", false);
@@ -56,7 +57,9 @@ export function managementApp(view: RegistryView, status: SidecarStatus, log: Lo
     const service = req.params.service as string;
     if (!isValidName(service)) throw new SidecarError("INVALID_NAME", `service name ${show(service)} must match [A-Za-z0-9][A-Za-z0-9._-]{0,62}`);
     if (!view.known(service)) throw new SidecarError("SERVICE_NOT_FOUND", `no service named '${service}' in the registry`);
-    res.json({ service, nodes: view.nodes(service) });
+    // Each record as registered, plus this sidecar's balancing state of the node (in flight, ejection).
+    const nodes = view.nodes(service).map((n) => ({ ...n, state: nodeState(service, n.id) ?? { inFlight: 0, consecutiveFailures: 0, ejected: false, ejections: 0 } }));
+    res.json({ service, nodes });
   }).all(allow("GET"));
 
   app.use((req: Request) => {

@@ -55,6 +55,28 @@ function checkTimeout(ms: number, where: string, raw: unknown): number {
   return Math.round(ms);
 }
 
+/** Most retries one call may ask for; the retry budget caps them further. */
+const MAX_RETRIES = 10;
+
+function checkRetries(value: unknown, where: string): number {
+  if (typeof value !== "number" || !Number.isInteger(value) || value < 0 || value > MAX_RETRIES) {
+    throw new SidecarError("INVALID_REQUEST", `${where} must be an integer between 0 and ${MAX_RETRIES}, got ${show(value)}`);
+  }
+  return value;
+}
+
+function headerRetries(req: IncomingMessage): number {
+  const h = req.headers[H.retries];
+  if (h === undefined) return 0;
+  return checkRetries(/^\d+$/.test(String(h)) ? Number(h) : h, `header ${H.retries}`);
+}
+
+/** The `hash` strategy's key: the value of the service's key header, if the call has one. */
+export function keyOf(req: IncomingMessage, caller: Caller, service: string): string | undefined {
+  const v = req.headers[caller.keyHeader(service)];
+  return typeof v === "string" ? v : undefined;
+}
+
 /** Headers of the app's request that travel on to the callee app. */
 function passHeaders(req: IncomingMessage, contentType: string | undefined): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {};
@@ -97,9 +119,10 @@ export function rpcHandler(o: RpcOptions): (req: IncomingMessage, res: ServerRes
         throw new SidecarError("INVALID_REQUEST", endpoint === undefined ? "field 'endpoint' (or its alias 'method') is required" : `field 'endpoint' must be a non-empty string, got ${show(endpoint)}`);
       }
       const timeout = e.timeout === undefined ? headerTimeout(req) : checkTimeout(Number(e.timeout), "field 'timeout'", e.timeout);
+      const retries = e.retries === undefined ? headerRetries(req) : checkRetries(e.retries, "field 'retries'");
       const payload = Buffer.from(JSON.stringify(e.request === undefined ? {} : e.request));
       await o.caller.call(
-        { service, method: "POST", path: endpointToPath(endpoint), headers: passHeaders(req, "application/json"), body: payload, timeout: timeout ?? o.defaultTimeout, requestId },
+        { service, method: "POST", path: endpointToPath(endpoint), headers: passHeaders(req, "application/json"), body: payload, timeout: timeout ?? o.defaultTimeout, retries, key: keyOf(req, o.caller, service), requestId },
         res,
       );
       return;
@@ -114,7 +137,7 @@ export function rpcHandler(o: RpcOptions): (req: IncomingMessage, res: ServerRes
     const path = (endpoint.includes("/") ? endpointToPath("/" + endpoint) : endpointToPath(endpoint)) + (q === -1 ? "" : url.slice(q));
     const contentType = req.headers["content-type"];
     await o.caller.call(
-      { service, method: "POST", path, headers: passHeaders(req, contentType), body, timeout: headerTimeout(req) ?? o.defaultTimeout, requestId },
+      { service, method: "POST", path, headers: passHeaders(req, contentType), body, timeout: headerTimeout(req) ?? o.defaultTimeout, retries: headerRetries(req), key: keyOf(req, o.caller, service), requestId },
       res,
     );
   };

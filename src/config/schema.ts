@@ -20,6 +20,12 @@ export const DEFAULTS = {
   registryBucket: "sidecar_registry",
   natsServers: ["nats://127.0.0.1:4222"],
   callTimeout: 5_000,
+  hashHeader: "x-sidecar-hash-key",
+  consecutiveFailures: 3,
+  ejectFor: 10_000,
+  maxEjectFor: 300_000,
+  retryBudget: 0.2,
+  minRetriesPerSecond: 1,
   shutdownTimeout: 10_000,
 } as const;
 
@@ -50,6 +56,8 @@ const host = z.string().min(1, "expected a host name or IP address");
 const name = z.string().refine(isValidName, {
   message: "expected a name matching [A-Za-z0-9][A-Za-z0-9._-]{0,62} (no '..', no trailing '.')",
 });
+const strategy = z.enum(["round_robin", "random", "least_pending", "hash"]);
+const headerName = z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, "expected an HTTP header name");
 const count = (min: number) => z.number().int(`expected an integer >= ${min}`).min(min, `expected an integer >= ${min}`);
 
 const health = z.strictObject({
@@ -113,7 +121,23 @@ export const configSchema = z.strictObject({
       name: z.string().optional(),
     })
     .optional(),
-  selector: z.strictObject({ strategy: z.enum(["round_robin"]).default("round_robin") }).prefault({}),
+  selector: z
+    .strictObject({
+      strategy: strategy.default("round_robin"),
+      /** Header carrying the key of the `hash` strategy. */
+      hashHeader: headerName.default(DEFAULTS.hashHeader),
+      /** Connection errors or 5xx in a row that eject a node. */
+      consecutiveFailures: count(1).default(DEFAULTS.consecutiveFailures),
+      ejectFor: positiveDuration("selector.ejectFor").default(DEFAULTS.ejectFor),
+      maxEjectFor: positiveDuration("selector.maxEjectFor").default(DEFAULTS.maxEjectFor),
+      /** Retries as a share of recent calls, per service. */
+      retryBudget: z.number().min(0, "expected a share between 0 and 1").max(1, "expected a share between 0 and 1").default(DEFAULTS.retryBudget),
+      /** Retries always allowed per second, per service, whatever the traffic. */
+      minRetriesPerSecond: z.number().min(0, "expected a number >= 0").default(DEFAULTS.minRetriesPerSecond),
+      /** Per-service overrides: `services: { greeter: { strategy: hash } }`. */
+      services: z.record(name, z.strictObject({ strategy: strategy.optional(), hashHeader: headerName.optional() })).default({}),
+    })
+    .prefault({}),
   calls: z
     .strictObject({ timeout: positiveDuration("calls.timeout").default(DEFAULTS.callTimeout) })
     .prefault({}),

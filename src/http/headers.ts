@@ -9,6 +9,8 @@ export const H = {
   caller: "x-sidecar-caller",
   /** caller → callee sidecar → app: milliseconds left of the call's deadline. */
   timeout: "x-sidecar-timeout",
+  /** app → its sidecar: retries allowed for a call that reached the callee (idempotent calls only). */
+  retries: "x-sidecar-retries",
   /** callee → caller sidecar: the app never saw the request (error code), so another node may take it. */
   refused: "x-sidecar-refused",
   requestId: "x-request-id",

@@ -1,26 +1,123 @@
-import type { Config } from "../config/index.js";
+import type { Clock } from "../clock.js";
+import type { Logger } from "../log.js";
 import type { NodeRecord } from "../registry/types.js";
+import { RetryBudget } from "./budget.js";
+import { HashStrategy } from "./hash.js";
+import { LeastPending } from "./least-pending.js";
+import { OutlierDetector, type OutlierState } from "./outlier.js";
+import { RandomStrategy } from "./random.js";
 import { RoundRobin } from "./round-robin.js";
 import type { Strategy } from "./types.js";
 
-export type { Strategy } from "./types.js";
+export type { PickContext, Strategy } from "./types.js";
+
+export type StrategyName = "round_robin" | "random" | "least_pending" | "hash";
 
 /** Strategy factories keyed by `selector.strategy`. */
-export const STRATEGIES: Record<Config["selector"]["strategy"], () => Strategy> = {
+export const STRATEGIES: Record<StrategyName, () => Strategy> = {
   round_robin: () => new RoundRobin(),
+  random: () => new RandomStrategy(),
+  least_pending: () => new LeastPending(),
+  hash: () => new HashStrategy(),
 };
 
-/** One strategy instance per service, so each service keeps its own rotation. */
-export class Selector {
-  #perService = new Map<string, Strategy>();
+export interface SelectorOptions {
+  strategy: StrategyName;
+  /** Header whose value is the key of the `hash` strategy. */
+  hashHeader: string;
+  consecutiveFailures: number;
+  ejectFor: number;
+  maxEjectFor: number;
+  retryBudget: number;
+  minRetriesPerSecond: number;
+  /** Per-service overrides. */
+  services: Readonly<Record<string, { strategy?: StrategyName | undefined; hashHeader?: string | undefined }>>;
+}
 
-  constructor(private readonly strategy: Config["selector"]["strategy"]) {
-    if (!STRATEGIES[strategy]) throw new Error(`unknown selector strategy '${strategy}' (known: ${Object.keys(STRATEGIES).join(", ")})`);
+/** How a call to a node ended, for ejection: `neutral` neither counts for nor against the node. */
+export type Outcome = "success" | "failure" | "neutral";
+
+export interface NodeState extends OutlierState {
+  inFlight: number;
+}
+
+/** The balancing state of one service: its strategy, calls in flight, ejections, retry budget. */
+export class ServiceBalancer {
+  readonly hashHeader: string;
+  readonly budget: RetryBudget;
+  readonly #strategy: Strategy;
+  readonly #outliers: OutlierDetector;
+  readonly #inFlight = new Map<string, number>();
+  readonly #pending = (id: string) => this.#inFlight.get(id) ?? 0;
+
+  constructor(readonly service: string, o: SelectorOptions, clock: Clock, log: Logger) {
+    const own = o.services[service];
+    const name = own?.strategy ?? o.strategy;
+    const factory = STRATEGIES[name];
+    if (!factory) throw new Error(`unknown selector strategy '${name}' (known: ${Object.keys(STRATEGIES).join(", ")})`);
+    this.#strategy = factory();
+    this.hashHeader = (own?.hashHeader ?? o.hashHeader).toLowerCase();
+    this.budget = new RetryBudget({ ratio: o.retryBudget, minPerSecond: o.minRetriesPerSecond, window: 10_000 }, clock);
+    this.#outliers = new OutlierDetector(
+      { consecutiveFailures: o.consecutiveFailures, ejectFor: o.ejectFor, maxEjectFor: o.maxEjectFor },
+      clock,
+      (node, forMs, failures) => log.warn("node ejected", { service, node, forMs, failures }),
+    );
   }
 
-  pick(service: string, nodes: readonly NodeRecord[], exclude?: ReadonlySet<string>): NodeRecord | undefined {
-    let s = this.#perService.get(service);
-    if (!s) this.#perService.set(service, (s = STRATEGIES[this.strategy]()));
-    return s.pick(nodes, exclude);
+  /** A node not tried yet in this call and not ejected (unless every node is ejected). */
+  pick(nodes: readonly NodeRecord[], tried: ReadonlySet<string>, key?: string): NodeRecord | undefined {
+    const ejected = this.#outliers.ejected(nodes.map((n) => n.id));
+    let exclude: ReadonlySet<string> = tried;
+    if (ejected.size > 0) {
+      const both = new Set(tried);
+      for (const id of ejected) both.add(id);
+      exclude = both;
+    }
+    return this.#strategy.pick(nodes, { exclude, key, inFlight: this.#pending }) ?? (ejected.size > 0 ? this.#strategy.pick(nodes, { exclude: tried, key, inFlight: this.#pending }) : undefined);
+  }
+
+  start(nodeId: string): void {
+    this.#inFlight.set(nodeId, this.#pending(nodeId) + 1);
+  }
+
+  end(nodeId: string, outcome: Outcome, nodes: readonly NodeRecord[]): void {
+    const n = this.#pending(nodeId) - 1;
+    if (n > 0) this.#inFlight.set(nodeId, n);
+    else this.#inFlight.delete(nodeId);
+    if (outcome === "success") this.#outliers.success(nodeId);
+    else if (outcome === "failure") this.#outliers.failure(nodeId, nodes.map((x) => x.id));
+  }
+
+  state(nodeId: string): NodeState {
+    return { inFlight: this.#pending(nodeId), ...this.#outliers.state(nodeId) };
+  }
+
+  /** Forget per-node state of nodes that left. */
+  retain(nodes: readonly NodeRecord[]): void {
+    this.#outliers.retain(nodes.map((n) => n.id));
+  }
+}
+
+/** One ServiceBalancer per service, created on first use. */
+export class Selector {
+  #services = new Map<string, ServiceBalancer>();
+
+  constructor(private readonly options: SelectorOptions, private readonly clock: Clock, private readonly log: Logger) {
+    for (const [service, o] of [["*", { strategy: options.strategy }] as const, ...Object.entries(options.services)]) {
+      const name = o.strategy;
+      if (name !== undefined && !STRATEGIES[name]) throw new Error(`unknown selector strategy '${name}' for ${service} (known: ${Object.keys(STRATEGIES).join(", ")})`);
+    }
+  }
+
+  service(name: string): ServiceBalancer {
+    let s = this.#services.get(name);
+    if (!s) this.#services.set(name, (s = new ServiceBalancer(name, this.options, this.clock, this.log)));
+    return s;
+  }
+
+  /** Per-node state for GET /registry/{service}; undefined for a service never called. */
+  state(service: string, nodeId: string): NodeState | undefined {
+    return this.#services.get(service)?.state(nodeId);
   }
 }

@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { NodeRecord } from "../../src/registry/types.js";
-import { Selector } from "../../src/selector/index.js";
 import { RoundRobin } from "../../src/selector/round-robin.js";
 
 const node = (id: string): NodeRecord => ({
@@ -19,9 +18,9 @@ describe("round robin", () => {
   it("skips excluded (already tried) nodes and returns undefined when all are excluded", () => {
     const rr = new RoundRobin();
     const nodes = [node("a"), node("b"), node("c")];
-    assert.equal(rr.pick(nodes, new Set(["a"]))!.id, "b");
-    assert.equal(rr.pick(nodes, new Set(["c"]))!.id, "a");
-    assert.equal(rr.pick(nodes, new Set(["a", "b", "c"])), undefined);
+    assert.equal(rr.pick(nodes, { exclude: new Set(["a"]) })!.id, "b");
+    assert.equal(rr.pick(nodes, { exclude: new Set(["c"]) })!.id, "a");
+    assert.equal(rr.pick(nodes, { exclude: new Set(["a", "b", "c"]) }), undefined);
   });
 
   it("keeps rotating fairly when the node set changes", () => {
@@ -42,15 +41,4 @@ describe("round robin", () => {
     assert.equal(new RoundRobin().pick([]), undefined);
   });
 
-  it("keeps one rotation per service in the Selector", () => {
-    const sel = new Selector("round_robin");
-    const nodes = [node("a"), node("b")];
-    assert.equal(sel.pick("x", nodes)!.id, "a");
-    assert.equal(sel.pick("y", nodes)!.id, "a");
-    assert.equal(sel.pick("x", nodes)!.id, "b");
-  });
-
-  it("rejects an unknown strategy, listing the known ones", () => {
-    assert.throws(() => new Selector("nope" as "round_robin"), /unknown selector strategy 'nope' \(known: round_robin\)/);
-  });
 });
