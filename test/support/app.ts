@@ -17,6 +17,8 @@ export class TestApp {
   readonly calls: ReceivedCall[] = [];
   healthy = true;
   healthChecks = 0;
+  /** When set, every call (not health checks) answers this status. */
+  failStatus: number | undefined;
   /** Requests whose connection closed before the app answered (the caller gave up). */
   aborted = 0;
   readonly server: http.Server;
@@ -34,6 +36,10 @@ export class TestApp {
           return;
         }
         this.calls.push({ method: req.method ?? "", path: req.url ?? "", headers: req.headers, body });
+        if (this.failStatus !== undefined) {
+          res.writeHead(this.failStatus, { "content-type": "text/plain" }).end(`failing with ${this.failStatus}`);
+          return;
+        }
         if (url.pathname === "/slow") {
           const timer = setTimeout(() => res.writeHead(200, { "content-type": "text/plain" }).end("slow"), Number(url.searchParams.get("ms") ?? 1000));
           res.once("close", () => {
