@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import os from "node:os";
 import { Caller } from "./api/caller.js";
 import { systemClock } from "./clock.js";
+import { proxyHandler } from "./api/proxy.js";
 import { rpcHandler } from "./api/rpc.js";
 import { managementApp, type SidecarStatus } from "./api/routes.js";
 import type { Config } from "./config/index.js";
@@ -17,9 +18,11 @@ import { Selector } from "./selector/index.js";
 import { HttpTransport } from "./transport/http.js";
 import type { Transport } from "./transport/types.js";
 
-/** Is `url` one of the /rpc routes (answered by plain node:http, not express)? */
-function isRpc(url: string | undefined): boolean {
-  return url !== undefined && url.startsWith("/rpc") && (url.length === 4 || url[4] === "/" || url[4] === "?");
+/** Is `url` under `prefix` ("/rpc" matches /rpc, /rpc/x and /rpc?x, not /rpcx)? */
+function under(prefix: string, url: string | undefined): boolean {
+  if (url === undefined || !url.startsWith(prefix)) return false;
+  const next = url[prefix.length];
+  return next === undefined || next === "/" || next === "?";
 }
 
 /** The address peers reach this node at: `advertise`, else the bound one (a wildcard bind advertises the first external IPv4). */
@@ -120,7 +123,11 @@ export class Sidecar {
     };
     const selector = this.#selector;
     const mgmt = managementApp(this.#view, status, (service, id) => selector.state(service, id), log.child({ component: "api" }));
-    this.#apiListener = new Listener("api", (req: IncomingMessage, res: ServerResponse) => (isRpc(req.url) ? rpc(req, res) : mgmt(req, res)));
+    const proxy = proxyHandler({ caller, defaultTimeout: config.calls.timeout, log: log.child({ component: "proxy" }) });
+    // The hot routes are answered by plain node:http; express sees only the management surface.
+    this.#apiListener = new Listener("api", (req: IncomingMessage, res: ServerResponse) =>
+      under("/rpc", req.url) ? rpc(req, res) : under("/proxy", req.url) ? proxy(req, res) : mgmt(req, res),
+    );
     const api = await this.#apiListener.start(config.api.host, config.api.port);
 
     this.#node = {

@@ -6,7 +6,7 @@ import { pipeBody } from "../http/pipe.js";
 import type { NodeRecord } from "../registry/types.js";
 import type { RegistryView } from "../registry/view.js";
 import type { Outcome, Selector, ServiceBalancer } from "../selector/index.js";
-import { TransportError, type Transport } from "../transport/types.js";
+import { replayable, TransportError, type StreamBody, type Transport } from "../transport/types.js";
 import { backoffDelay } from "./backoff.js";
 
 export interface Call {
@@ -15,7 +15,8 @@ export interface Call {
   /** Path (and query) on the callee app. */
   path: string;
   headers: OutgoingHttpHeaders;
-  body: Buffer;
+  /** A buffer, or the caller's request stream (proxy route: sent once, never buffered). */
+  body: Buffer | StreamBody;
   /** Milliseconds the whole call may take, retries included. */
   timeout: number;
   /** Retries of a request that reached the callee, on 502/503/504 or a broken connection (opt-in: idempotent calls). */
@@ -120,11 +121,11 @@ export class Caller {
         balancer.end(node.id, deadline.cancelled && !deadline.expired ? "neutral" : "failure", nodes);
         if (deadline.cancelled) throw timeout(call, err);
         const reason = `${node.id}: ${(err as TransportError).code ?? (err as Error).message}`;
-        if (err instanceof TransportError && !err.delivered) {
+        if (err instanceof TransportError && !err.delivered && replayable(call.body)) {
           failures.push(reason);
           continue;
         }
-        if (retriesLeft > 0 && balancer.budget.tryRetry()) {
+        if (retriesLeft > 0 && replayable(call.body) && balancer.budget.tryRetry()) {
           failures.push(reason);
           retriesLeft -= 1;
           await pause(backoffDelay(retried++), deadline);
@@ -133,7 +134,7 @@ export class Caller {
         throw new SidecarError("UPSTREAM_UNREACHABLE", `call to '${call.service}' failed at node ${node.id}: ${(err as Error).message}`, { cause: err });
       }
       const refused = upstream.headers[H.refused];
-      if (typeof refused === "string") {
+      if (typeof refused === "string" && replayable(call.body)) {
         // The callee sidecar did not hand the call to its app (unhealthy, draining, stale record).
         upstream.resume();
         balancer.end(node.id, NODE_FAULTS.has(refused) ? "failure" : "neutral", nodes);
@@ -142,7 +143,7 @@ export class Caller {
         continue;
       }
       const status = upstream.statusCode ?? 502;
-      if (RETRYABLE.has(status) && retriesLeft > 0 && deadline.remaining() > 0 && balancer.budget.tryRetry()) {
+      if (RETRYABLE.has(status) && retriesLeft > 0 && replayable(call.body) && deadline.remaining() > 0 && balancer.budget.tryRetry()) {
         upstream.resume();
         balancer.end(node.id, "failure", nodes);
         failures.push(`${node.id}: ${status}`);

@@ -42,7 +42,8 @@ function checkService(service: unknown): string {
   return service;
 }
 
-function headerTimeout(req: IncomingMessage): number | undefined {
+/** The call's deadline from the `x-sidecar-timeout` header, if given (400 when malformed). */
+export function checkTimeoutHeader(req: IncomingMessage): number | undefined {
   const h = req.headers[H.timeout];
   if (h === undefined) return undefined;
   return checkTimeout(Number(h), `header ${H.timeout}`, h);
@@ -118,7 +119,7 @@ export function rpcHandler(o: RpcOptions): (req: IncomingMessage, res: ServerRes
       if (typeof endpoint !== "string" || endpoint === "") {
         throw new SidecarError("INVALID_REQUEST", endpoint === undefined ? "field 'endpoint' (or its alias 'method') is required" : `field 'endpoint' must be a non-empty string, got ${show(endpoint)}`);
       }
-      const timeout = e.timeout === undefined ? headerTimeout(req) : checkTimeout(Number(e.timeout), "field 'timeout'", e.timeout);
+      const timeout = e.timeout === undefined ? checkTimeoutHeader(req) : checkTimeout(Number(e.timeout), "field 'timeout'", e.timeout);
       const retries = e.retries === undefined ? headerRetries(req) : checkRetries(e.retries, "field 'retries'");
       const payload = Buffer.from(JSON.stringify(e.request === undefined ? {} : e.request));
       await o.caller.call(
@@ -137,7 +138,7 @@ export function rpcHandler(o: RpcOptions): (req: IncomingMessage, res: ServerRes
     const path = (endpoint.includes("/") ? endpointToPath("/" + endpoint) : endpointToPath(endpoint)) + (q === -1 ? "" : url.slice(q));
     const contentType = req.headers["content-type"];
     await o.caller.call(
-      { service, method: "POST", path, headers: passHeaders(req, contentType), body, timeout: headerTimeout(req) ?? o.defaultTimeout, retries: headerRetries(req), key: keyOf(req, o.caller, service), requestId },
+      { service, method: "POST", path, headers: passHeaders(req, contentType), body, timeout: checkTimeoutHeader(req) ?? o.defaultTimeout, retries: headerRetries(req), key: keyOf(req, o.caller, service), requestId },
       res,
     );
   };

@@ -37,7 +37,7 @@ export class HttpTransport implements Transport {
         port,
         method: r.method,
         path: r.path,
-        headers: { ...r.headers, "content-length": r.body.length },
+        headers: Buffer.isBuffer(r.body) ? { ...r.headers, "content-length": r.body.length } : r.headers,
         agent: this.#agent,
       });
       const off = r.deadline.onCancel(() => req.destroy(new Error("call cancelled")));
@@ -55,7 +55,22 @@ export class HttpTransport implements Transport {
         const delivered = !(NOT_CONNECTED.has(code) || (req.reusedSocket && (code === "ECONNRESET" || code === "EPIPE")));
         reject(new TransportError(`${node.address}: ${err.message}`, { delivered, code, cause: err }));
       });
-      req.end(r.body);
+      const body = r.body;
+      if (Buffer.isBuffer(body)) {
+        req.end(body);
+        return;
+      }
+      // Start streaming only once connected: a refused connection leaves the body untouched,
+      // so the call can still go to another node.
+      req.once("socket", (socket) => {
+        const go = () => {
+          body.started = true;
+          body.stream.once("error", (err) => req.destroy(err));
+          body.stream.pipe(req);
+        };
+        if (socket.connecting) socket.once("connect", go);
+        else go();
+      });
     });
   }
 

@@ -1,13 +1,30 @@
 import type { IncomingMessage, OutgoingHttpHeaders } from "node:http";
+import type { Readable } from "node:stream";
 import type { Deadline } from "../http/deadline.js";
 import type { NodeRecord } from "../registry/types.js";
+
+/**
+ * A request body streamed from the caller (the proxy route): never buffered, so it can be sent
+ * once only. The transport sets `started` when the first byte may have left; before that the
+ * call can still go to another node.
+ */
+export class StreamBody {
+  started = false;
+  constructor(readonly stream: Readable) {}
+}
+
+/** Whether a body can still be sent (again) to another node. */
+export function replayable(body: Buffer | StreamBody): boolean {
+  return Buffer.isBuffer(body) || !body.started;
+}
 
 export interface OutboundRequest {
   method: string;
   /** Path (and query) on the callee app. */
   path: string;
   headers: OutgoingHttpHeaders;
-  body: Buffer;
+  /** A buffer (replayable) or a stream (sent once; framing headers are the caller's). */
+  body: Buffer | StreamBody;
   /** Cancels the call (deadline reached, caller went away). */
   deadline: Deadline;
 }

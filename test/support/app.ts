@@ -48,6 +48,12 @@ export class TestApp {
           });
           return;
         }
+        if (url.pathname === "/big") {
+          const size = Number(url.searchParams.get("bytes") ?? 0);
+          res.writeHead(200, { "content-type": "application/octet-stream", "x-app": this.name });
+          res.end(Buffer.alloc(size, "z"));
+          return;
+        }
         const status = /^\/status\/(\d{3})$/.exec(url.pathname);
         if (status) {
           res.writeHead(Number(status[1]), { "content-type": "text/plain; charset=utf-8" }).end(`status ${status[1]} from ${this.name}`);

@@ -1,0 +1,76 @@
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
+import { SidecarError } from "../errors.js";
+import { endToEnd, H, requestIdOf } from "../http/headers.js";
+import { sendError } from "../http/reply.js";
+import type { Logger } from "../log.js";
+import { isValidName, show } from "../names.js";
+import { StreamBody } from "../transport/types.js";
+import type { Caller } from "./caller.js";
+import { checkTimeoutHeader, keyOf } from "./rpc.js";
+
+export interface ProxyOptions {
+  caller: Caller;
+  defaultTimeout: number;
+  log: Logger;
+}
+
+/** Our own control headers: they steer this sidecar and do not travel on. */
+const DROP = new Set<string>(["host", H.timeout, H.retries, H.service, H.caller, H.refused]);
+const CLEAN_PATH = /^[\x21-\x7e]*$/;
+
+/** X-Forwarded-* for the callee app (appending to what an earlier proxy set). */
+function forwarded(req: IncomingMessage, headers: OutgoingHttpHeaders): void {
+  const client = req.socket.remoteAddress ?? "";
+  const prior = req.headers["x-forwarded-for"];
+  headers["x-forwarded-for"] = prior ? `${String(prior)}, ${client}` : client;
+  headers["x-forwarded-proto"] ??= "http";
+  if (req.headers.host) headers["x-forwarded-host"] ??= req.headers.host;
+}
+
+/**
+ * `ANY /proxy/{service}/{path...}` (DESIGN §4): any method, query string, headers and body,
+ * streamed both ways through the same selector and ejection rules as /rpc, with no size limit
+ * of its own. Only failures before the first byte was sent are retried: a stream cannot be replayed.
+ */
+export function proxyHandler(o: ProxyOptions): (req: IncomingMessage, res: ServerResponse) => void {
+  const handle = async (req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> => {
+    const url = req.url ?? "/proxy";
+    const rest = url.slice("/proxy/".length);
+    const q = rest.indexOf("?");
+    const pathPart = q === -1 ? rest : rest.slice(0, q);
+    const slash = pathPart.indexOf("/");
+    const service = slash === -1 ? pathPart : pathPart.slice(0, slash);
+    if (!isValidName(service)) {
+      throw new SidecarError(service === "" ? "INVALID_REQUEST" : "INVALID_NAME", service === "" ? "expected /proxy/{service}/{path}" : `service name ${show(service)} must match [A-Za-z0-9][A-Za-z0-9._-]{0,62}`);
+    }
+    const path = (slash === -1 ? "/" : pathPart.slice(slash)) + (q === -1 ? "" : rest.slice(q));
+    if (!CLEAN_PATH.test(path) || path.split("?")[0]!.split("/").some((seg) => seg === ".." || seg === ".")) {
+      throw new SidecarError("INVALID_REQUEST", `path ${show(path)} is not a clean path (printable characters, no '.' or '..' segments)`);
+    }
+    const headers = endToEnd(req.headers, DROP);
+    forwarded(req, headers);
+    await o.caller.call(
+      {
+        service,
+        method: req.method ?? "GET",
+        path,
+        headers,
+        body: new StreamBody(req),
+        timeout: checkTimeoutHeader(req) ?? o.defaultTimeout,
+        retries: 0,
+        key: keyOf(req, o.caller, service),
+        requestId,
+      },
+      res,
+    );
+  };
+
+  return (req, res) => {
+    const requestId = requestIdOf(req);
+    req.on("error", () => undefined);
+    handle(req, res, requestId).catch((err: unknown) => {
+      req.resume();
+      sendError(res, err, requestId, o.log);
+    });
+  };
+}
