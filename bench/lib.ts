@@ -1,0 +1,63 @@
+/** Shared pieces of the benchmarks: child processes, wrk runs and their parsing, tables. */
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+export const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+
+export interface Result {
+  name: string;
+  connections: number;
+  rps: number;
+  p50: number;
+  p99: number;
+  errors: string;
+}
+
+/** Start `node <script> ...args`, resolving with the first line it prints (a port). */
+export function startPrinting(script: string, args: string[]): Promise<{ proc: ChildProcess; port: number }> {
+  const proc = spawn(process.execPath, [path.join(ROOT, script), ...args], { stdio: ["ignore", "pipe", "inherit"] });
+  return new Promise((resolve, reject) => {
+    proc.stdout!.once("data", (c: Buffer) => resolve({ proc, port: Number(c.toString().trim()) }));
+    proc.once("exit", (code) => reject(new Error(`${script} exited with ${code}`)));
+  });
+}
+
+function micros(v: string): number {
+  const m = /^([\d.]+)(us|ms|s)$/.exec(v);
+  if (!m) return NaN;
+  return Number(m[1]) * (m[2] === "us" ? 1 : m[2] === "ms" ? 1000 : 1_000_000);
+}
+
+/** One bounded wrk run (1 thread, `seconds`), parsed. */
+export function wrk(name: string, url: string, connections: number, luaFile: string, seconds = SECONDS): Result {
+  const out = execFileSync("wrk", ["-t", "1", "-c", String(connections), "-d", `${seconds}s`, "--latency", "-s", luaFile, url], { encoding: "utf8" });
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]);
+  const p50 = micros(/^\s+50%\s+(\S+)/m.exec(out)?.[1] ?? "");
+  const p99 = micros(/^\s+99%\s+(\S+)/m.exec(out)?.[1] ?? "");
+  const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1];
+  const sock = /Socket errors: (.*)/.exec(out)?.[1];
+  const errors = [non2xx ? `${non2xx} non-2xx` : "", sock ? `socket: ${sock}` : ""].filter(Boolean).join("; ") || "none";
+  return { name, connections, rps, p50, p99, errors };
+}
+
+export function requireWrk(): void {
+  try {
+    execFileSync("wrk", ["-v"], { stdio: "ignore" });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") throw new Error("wrk is not installed: apt-get install -y wrk");
+  }
+}
+
+/** A markdown table comparing each row with the baseline row of the same connection count. */
+export function table(results: Result[], isBaseline: (r: Result) => boolean): string[] {
+  const lines = ["| case | connections | requests/s | vs direct | p50 | p99 | added p50 | errors |", "|---|---|---|---|---|---|---|---|"];
+  for (const r of results) {
+    const base = results.find((b) => b.connections === r.connections && isBaseline(b))!;
+    const ratio = r === base ? "1.00" : (r.rps / base.rps).toFixed(2);
+    const added = r === base ? "" : `${Math.round(r.p50 - base.p50)} µs`;
+    lines.push(`| ${r.name} | ${r.connections} | ${Math.round(r.rps)} | ${ratio} | ${Math.round(r.p50)} µs | ${Math.round(r.p99)} µs | ${added} | ${r.errors} |`);
+  }
+  return lines;
+}
