@@ -16,9 +16,11 @@ export const ERRORS = {
   INTERNAL: { status: 500, doc: "a bug: the sidecar failed in a way it did not expect" },
   UPSTREAM_UNREACHABLE: { status: 502, doc: "no node of the service could be reached (connection refused or reset)" },
   APP_UNREACHABLE: { status: 502, doc: "the callee sidecar could not reach its app" },
+  RESPONSE_TOO_LARGE: { status: 502, doc: "over the NATS transport, the callee app's response exceeded the server's max payload" },
   NO_HEALTHY_NODE: { status: 503, doc: "the service is known but has no healthy node right now" },
   APP_UNAVAILABLE: { status: 503, doc: "this sidecar's app is not passing its health check, so it takes no calls" },
   SHUTTING_DOWN: { status: 503, doc: "the sidecar is shutting down and takes no new calls" },
+  OVERLOADED: { status: 503, doc: "the callee's app already has app.maxConcurrency calls in flight (Retry-After)" },
   TIMEOUT: { status: 504, doc: "the call did not complete within its deadline" },
 } as const satisfies Record<string, { status: number; doc: string }>;
 

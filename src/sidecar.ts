@@ -9,6 +9,8 @@ import { managementApp, type SidecarStatus } from "./api/routes.js";
 import type { Config } from "./config/index.js";
 import { HealthChecker } from "./health/checker.js";
 import { Listener } from "./http/listener.js";
+import { AppClient } from "./inbound/app-client.js";
+import { InboundGate } from "./inbound/gate.js";
 import { InboundHandler } from "./inbound/server.js";
 import type { Logger } from "./log.js";
 import { NatsClient } from "./nats/connect.js";
@@ -49,7 +51,8 @@ export class Sidecar {
   #view: RegistryView | undefined;
   #transport: Transport | undefined;
   #selector: Selector | undefined;
-  #inbound: InboundHandler | undefined;
+  #gate: InboundGate | undefined;
+  #appClient: AppClient | undefined;
   #inboundListener: Listener | undefined;
   #apiListener: Listener | undefined;
   #checker: HealthChecker | undefined;
@@ -104,14 +107,10 @@ export class Sidecar {
     const caller = new Caller(this.#view, this.#selector, this.#transport, config.service.name);
 
     this.#checker = new HealthChecker({ host: config.app.host, port: config.app.port, ...config.app.health }, log.child({ component: "health" }));
-    this.#inbound = new InboundHandler({
-      service: config.service.name,
-      app: config.app,
-      defaultTimeout: config.calls.timeout,
-      accepting: () => this.#checker?.state === "passing" && !this.#draining,
-      log: log.child({ component: "inbound" }),
-    });
-    this.#inboundListener = new Listener("inbound", this.#inbound.handle);
+    this.#gate = new InboundGate({ service: config.service.name, accepting: () => this.#checker?.state === "passing", maxConcurrency: config.app.maxConcurrency });
+    this.#appClient = new AppClient({ service: config.service.name, host: config.app.host, port: config.app.port });
+    const inbound = new InboundHandler({ service: config.service.name, app: this.#appClient, gate: this.#gate, defaultTimeout: config.calls.timeout, log: log.child({ component: "inbound" }) });
+    this.#inboundListener = new Listener("inbound", inbound.handle);
     const bound = await this.#inboundListener.start(config.inbound.host, config.inbound.port);
 
     const rpc = rpcHandler({ caller, maxBody: config.api.maxBody, defaultTimeout: config.calls.timeout, log: log.child({ component: "rpc" }) });
@@ -171,11 +170,11 @@ export class Sidecar {
     await this.#starting?.catch(() => undefined);
     this.#checker?.close();
     await this.#registrar?.down("shutdown");
-    this.#inbound?.drain();
+    this.#gate?.drain();
     await Promise.all([this.#inboundListener?.close(config.shutdownTimeout), this.#apiListener?.close(config.shutdownTimeout)]);
     this.#view?.close();
     await this.#transport?.close();
-    this.#inbound?.close();
+    this.#appClient?.close();
     await this.#registry?.close();
     if (this.#nats) await (await this.#nats.catch(() => undefined))?.close();
     log.info("stopped");

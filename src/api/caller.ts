@@ -158,6 +158,9 @@ export class Caller {
     if (refusal === "APP_UNAVAILABLE" || refusal === "SHUTTING_DOWN") {
       throw new SidecarError("NO_HEALTHY_NODE", `no node of '${call.service}' is taking calls right now${tail}`, { headers: { "retry-after": "1" } });
     }
+    if (refusal === "OVERLOADED") {
+      throw new SidecarError("OVERLOADED", `every node of '${call.service}' is at its concurrency limit${tail}`, { headers: { "retry-after": "1" } });
+    }
     if (refusal === "APP_UNREACHABLE") throw new SidecarError("APP_UNREACHABLE", `no node of '${call.service}' could reach its app${tail}`);
     throw new SidecarError("UPSTREAM_UNREACHABLE", `no node of '${call.service}' could be reached${tail}`);
   }

@@ -79,6 +79,8 @@ export const configSchema = z.strictObject({
     host: host.default(DEFAULTS.appHost),
     port: port.refine((p) => p > 0, "expected the app's port (1-65535)"),
     health: health.prefault({}),
+    /** Most calls into the app at once (from peers); beyond it: 503 with Retry-After. Default unlimited. */
+    maxConcurrency: count(1).optional(),
   }),
   api: z
     .strictObject({

@@ -1,0 +1,50 @@
+import type { ErrorCode } from "../errors.js";
+
+export interface GateOptions {
+  service: string;
+  /** Whether the app takes calls now (passing its health check). */
+  accepting: () => boolean;
+  /** Most calls into the app at once; beyond it calls are refused with 503 and Retry-After. Unlimited when undefined. */
+  maxConcurrency?: number | undefined;
+}
+
+export interface Refusal {
+  code: ErrorCode;
+  message: string;
+}
+
+/**
+ * Admission into the app, shared by every inbound path (HTTP listener, NATS subscription): a
+ * call is refused, before the app sees it, while the sidecar drains, while the app fails its
+ * health check, or when `app.maxConcurrency` calls are already in flight.
+ */
+export class InboundGate {
+  #draining = false;
+  #inFlight = 0;
+
+  constructor(private readonly o: GateOptions) {}
+
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /** From now on refuse new calls (they go to other nodes); calls in flight finish. */
+  drain(): void {
+    this.#draining = true;
+  }
+
+  /** Admit one call (then call `leave()` once it is done), or say why not. */
+  enter(): Refusal | undefined {
+    if (this.#draining) return { code: "SHUTTING_DOWN", message: `the sidecar of '${this.o.service}' is shutting down` };
+    if (!this.o.accepting()) return { code: "APP_UNAVAILABLE", message: `the app of '${this.o.service}' is not passing its health check` };
+    if (this.o.maxConcurrency !== undefined && this.#inFlight >= this.o.maxConcurrency) {
+      return { code: "OVERLOADED", message: `the app of '${this.o.service}' already has ${this.#inFlight} calls in flight (app.maxConcurrency)` };
+    }
+    this.#inFlight += 1;
+    return undefined;
+  }
+
+  leave(): void {
+    this.#inFlight -= 1;
+  }
+}
