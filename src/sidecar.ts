@@ -11,6 +11,7 @@ import { HealthChecker } from "./health/checker.js";
 import { Listener } from "./http/listener.js";
 import { AppClient } from "./inbound/app-client.js";
 import { InboundGate } from "./inbound/gate.js";
+import { NatsInbound } from "./inbound/nats.js";
 import { InboundHandler } from "./inbound/server.js";
 import type { Logger } from "./log.js";
 import { NatsClient } from "./nats/connect.js";
@@ -18,6 +19,7 @@ import { createRegistry, RegistryView, type NodeRecord, type Registry } from "./
 import { Registrar } from "./registry/registrar.js";
 import { Selector } from "./selector/index.js";
 import { HttpTransport } from "./transport/http.js";
+import { NatsTransport } from "./transport/nats.js";
 import type { Transport } from "./transport/types.js";
 
 /** Is `url` under `prefix` ("/rpc" matches /rpc, /rpc/x and /rpc?x, not /rpcx)? */
@@ -49,7 +51,8 @@ export class Sidecar {
   #nats: Promise<NatsClient> | undefined;
   #registry: Registry | undefined;
   #view: RegistryView | undefined;
-  #transport: Transport | undefined;
+  readonly #transports = new Map<string, Transport>();
+  #natsInbound: NatsInbound | undefined;
   #selector: Selector | undefined;
   #gate: InboundGate | undefined;
   #appClient: AppClient | undefined;
@@ -102,9 +105,12 @@ export class Sidecar {
     this.#registry = await createRegistry({ config, log: log.child({ component: "registry" }), nats: () => this.#natsClient() });
     this.#view = new RegistryView(this.#registry, config.registry.ttl, log.child({ component: "registry-view" }));
     await this.#view.start();
-    this.#transport = new HttpTransport();
+    // Calls go out over the transport each callee's record names: http always, nats when connected to NATS.
+    const nats = config.transport.kind === "nats" || config.registry.kind === "nats" ? await this.#natsClient() : undefined;
+    this.#transports.set("http", new HttpTransport());
+    if (nats) this.#transports.set("nats", new NatsTransport(nats));
     this.#selector = new Selector(config.selector, systemClock, log.child({ component: "selector" }));
-    const caller = new Caller(this.#view, this.#selector, this.#transport, config.service.name);
+    const caller = new Caller(this.#view, this.#selector, this.#transports, config.service.name);
 
     this.#checker = new HealthChecker({ host: config.app.host, port: config.app.port, ...config.app.health }, log.child({ component: "health" }));
     this.#gate = new InboundGate({ service: config.service.name, accepting: () => this.#checker?.state === "passing", maxConcurrency: config.app.maxConcurrency });
@@ -141,10 +147,17 @@ export class Sidecar {
       registeredAt: new Date().toISOString(),
     };
     this.#registrar = new Registrar(this.#registry, this.#node, config.registry.ttl, log.child({ component: "registrar" }));
+    if (config.transport.kind === "nats" && nats) {
+      this.#natsInbound = new NatsInbound(nats, { service: config.service.name, nodeId: this.#node.id, app: this.#appClient, gate: this.#gate, defaultTimeout: config.calls.timeout, log: log.child({ component: "nats-inbound" }) });
+    }
     this.#checker.on("change", (state, reason) => {
       if (this.#draining) return;
-      if (state === "passing") void this.#registrar!.up();
-      else void this.#registrar!.down(`app health check failing: ${reason ?? "unknown"}`);
+      if (state === "passing") {
+        this.#natsInbound?.start();
+        void this.#registrar!.up();
+      } else {
+        void this.#registrar!.down(`app health check failing: ${reason ?? "unknown"}`).then(() => this.#natsInbound?.stop());
+      }
     });
     // After a NATS reconnection, re-register at once (DESIGN §9) instead of waiting for the next heartbeat.
     if (this.#nats) (await this.#nats).onReconnect(() => this.#registrar?.refresh());
@@ -171,9 +184,14 @@ export class Sidecar {
     this.#checker?.close();
     await this.#registrar?.down("shutdown");
     this.#gate?.drain();
-    await Promise.all([this.#inboundListener?.close(config.shutdownTimeout), this.#apiListener?.close(config.shutdownTimeout)]);
+    await this.#natsInbound?.stop();
+    await Promise.all([
+      this.#inboundListener?.close(config.shutdownTimeout),
+      this.#apiListener?.close(config.shutdownTimeout),
+      this.#gate?.idle(config.shutdownTimeout), // calls that came over NATS
+    ]);
     this.#view?.close();
-    await this.#transport?.close();
+    await Promise.all([...this.#transports.values()].map((t) => t.close()));
     this.#appClient?.close();
     await this.#registry?.close();
     if (this.#nats) await (await this.#nats.catch(() => undefined))?.close();

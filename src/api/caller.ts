@@ -1,4 +1,4 @@
-import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
+import type { OutgoingHttpHeaders, ServerResponse } from "node:http";
 import { ERRORS, SidecarError, type ErrorCode } from "../errors.js";
 import { Deadline } from "../http/deadline.js";
 import { endToEnd, H } from "../http/headers.js";
@@ -6,7 +6,7 @@ import { pipeBody } from "../http/pipe.js";
 import type { NodeRecord } from "../registry/types.js";
 import type { RegistryView } from "../registry/view.js";
 import type { Outcome, Selector, ServiceBalancer } from "../selector/index.js";
-import { replayable, TransportError, type StreamBody, type Transport } from "../transport/types.js";
+import { replayable, TransportError, type StreamBody, type Transport, type UpstreamResponse } from "../transport/types.js";
 import { backoffDelay } from "./backoff.js";
 
 export interface Call {
@@ -33,7 +33,7 @@ const NODE_FAULTS = new Set<string>(["MISDIRECTED", "APP_UNREACHABLE"]);
 const DROP_FROM_RESPONSE = new Set<string>([H.refused]);
 
 interface Sent {
-  upstream: IncomingMessage;
+  upstream: UpstreamResponse;
   node: NodeRecord;
   nodes: readonly NodeRecord[];
 }
@@ -48,9 +48,16 @@ export class Caller {
   constructor(
     private readonly view: RegistryView,
     private readonly selector: Selector,
-    private readonly transport: Transport,
+    /** Transports by kind; each node's record names the one it listens on. */
+    private readonly transports: ReadonlyMap<string, Transport>,
     private readonly self: string,
   ) {}
+
+  #transport(node: NodeRecord): Transport {
+    const t = this.transports.get(node.transport);
+    if (!t) throw new TransportError(`${node.id} listens on the '${node.transport}' transport, which this sidecar does not have (known: ${[...this.transports.keys()].join(", ")})`, { delivered: false, code: "NO_TRANSPORT" });
+    return t;
+  }
 
   /** The header whose value keys the `hash` strategy for this service. */
   keyHeader(service: string): string {
@@ -108,9 +115,9 @@ export class Caller {
       if (!node || deadline.cancelled || deadline.remaining() <= 0) break;
       tried.add(node.id);
       balancer.start(node.id);
-      let upstream: IncomingMessage;
+      let upstream: UpstreamResponse;
       try {
-        upstream = await this.transport.send(node, {
+        upstream = await this.#transport(node).send(node, {
           method: call.method,
           path: call.path,
           headers: { ...call.headers, [H.service]: call.service, [H.caller]: this.self, [H.timeout]: String(deadline.remaining()), [H.requestId]: call.requestId },
@@ -120,6 +127,7 @@ export class Caller {
       } catch (err) {
         balancer.end(node.id, deadline.cancelled && !deadline.expired ? "neutral" : "failure", nodes);
         if (deadline.cancelled) throw timeout(call, err);
+        if (err instanceof SidecarError) throw err;
         const reason = `${node.id}: ${(err as TransportError).code ?? (err as Error).message}`;
         if (err instanceof TransportError && !err.delivered && replayable(call.body)) {
           failures.push(reason);

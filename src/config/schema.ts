@@ -112,7 +112,8 @@ export const configSchema = z.strictObject({
       replicas: z.union([z.literal(1), z.literal(3), z.literal(5)], { error: "expected 1, 3 or 5" }).default(1),
     })
     .prefault({}),
-  transport: z.strictObject({ kind: z.enum(["http"]).default("http") }).prefault({}),
+  /** How peers reach this node: `http` (its inbound listener) or `nats` (request/reply; needs NATS). */
+  transport: z.strictObject({ kind: z.enum(["http", "nats"]).default("http") }).prefault({}),
   nats: z
     .strictObject({
       servers: z.array(z.string().min(1)).min(1, "expected at least one server URL").default([...DEFAULTS.natsServers]),

@@ -1,11 +1,12 @@
-import type { IncomingMessage, ServerResponse } from "node:http";
+import type { ServerResponse } from "node:http";
+import type { Readable } from "node:stream";
 
 /**
  * Stream an upstream response body into our response; resolves when it is fully written.
  * Hand-written rather than stream.pipeline: pipeline allocates an AbortController per call and
  * aborts it on completion (a DOMException each time), measurable on the hot path.
  */
-export function pipeBody(upstream: IncomingMessage, res: ServerResponse): Promise<void> {
+export function pipeBody(upstream: Readable, res: ServerResponse): Promise<void> {
   return new Promise((resolve, reject) => {
     const onError = (err: Error) => {
       res.destroy(err);

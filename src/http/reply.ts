@@ -18,7 +18,12 @@ export function sendError(res: ServerResponse, err: unknown, requestId: string, 
     return;
   }
   const body = errorBody(e.code, e.message, requestId);
+  // Answering before the request body was read (413, a refusal): close the connection rather
+  // than leave the client's upload and its next request to share it.
+  const unread = res.req !== undefined && !res.req.complete;
+  if (unread) res.req.resume();
   res.writeHead(e.status, {
+    ...(unread ? { connection: "close" } : {}),
     "content-type": "application/json",
     "content-length": Buffer.byteLength(body),
     [H.requestId]: requestId,

@@ -21,6 +21,7 @@ export interface Refusal {
 export class InboundGate {
   #draining = false;
   #inFlight = 0;
+  #idle: (() => void)[] = [];
 
   constructor(private readonly o: GateOptions) {}
 
@@ -46,5 +47,14 @@ export class InboundGate {
 
   leave(): void {
     this.#inFlight -= 1;
+    if (this.#inFlight === 0) for (const w of this.#idle.splice(0)) w();
+  }
+
+  /** Resolves once no call is in flight, or after `timeout` ms. */
+  async idle(timeout: number): Promise<void> {
+    if (this.#inFlight === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([new Promise<void>((r) => this.#idle.push(r)), new Promise<void>((r) => (timer = setTimeout(r, timeout)))]);
+    clearTimeout(timer);
   }
 }

@@ -1,4 +1,4 @@
-import type { IncomingMessage, OutgoingHttpHeaders } from "node:http";
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http";
 import type { Readable } from "node:stream";
 import type { Deadline } from "../http/deadline.js";
 import type { NodeRecord } from "../registry/types.js";
@@ -45,11 +45,17 @@ export class TransportError extends Error {
   }
 }
 
+/** A response head with its body as a stream (an http.IncomingMessage is one). */
+export interface UpstreamResponse extends Readable {
+  statusCode?: number | undefined;
+  headers: IncomingHttpHeaders;
+}
+
 /** Carries a call to a peer sidecar. Implementations: HttpTransport (http.ts). */
 export interface Transport {
   readonly kind: string;
   /** Resolves with the response head once it arrives; the body streams from the message. */
-  send(node: NodeRecord, request: OutboundRequest): Promise<IncomingMessage>;
+  send(node: NodeRecord, request: OutboundRequest): Promise<UpstreamResponse>;
   /** Idempotent. */
   close(): Promise<void>;
 }

@@ -113,6 +113,18 @@ describe("/rpc answers and errors (local registry)", () => {
     });
   }
 
+  it("after a 413 mid-upload the connection is closed, so the client's next request is not stuck behind it", async () => {
+    const big = "x".repeat(3 * 1024 * 1024);
+    const res = await fetch(`${base}/rpc/greeter/Files.Put`, { method: "POST", body: big });
+    assert.equal(res.status, 413);
+    assert.equal(res.headers.get("connection"), "close");
+    await res.arrayBuffer();
+    const t0 = Date.now();
+    const r = await rpc(base, { service: "greeter", endpoint: "Greeter.Hello" });
+    assert.equal(r.status, 200);
+    assert.ok(Date.now() - t0 < 1000, `next call took ${Date.now() - t0}ms`);
+  });
+
   it("a call past its timeout answers 504 promptly and aborts the upstream request", async () => {
     const aborted = callee.aborted;
     const t0 = Date.now();

@@ -1,0 +1,98 @@
+import type { Msg, Subscription } from "@nats-io/transport-node";
+import { errorBody, SidecarError, toSidecarError } from "../errors.js";
+import { Deadline } from "../http/deadline.js";
+import { H } from "../http/headers.js";
+import type { Logger } from "../log.js";
+import type { NatsClient } from "../nats/connect.js";
+import { fromNats, toNats } from "../nats/headers.js";
+import { maxBody, NH, nodeSubject, serviceSubject } from "../transport/nats.js";
+import { neverReachedApp, type AppClient } from "./app-client.js";
+import type { InboundGate } from "./gate.js";
+import { inboundTimeout } from "./server.js";
+
+export interface NatsInboundOptions {
+  service: string;
+  nodeId: string;
+  app: AppClient;
+  gate: InboundGate;
+  defaultTimeout: number;
+  log: Logger;
+}
+
+const TO_APP_DROP = new Set<string>([NH.method, NH.path, H.service, "host", "content-length"]);
+
+/**
+ * The callee side of the NATS transport: answers requests on `sidecar.node.<id>` and, in queue
+ * group `<service>`, on `sidecar.rpc.<service>`, by calling the app. Subscribed only while the
+ * app is registered, so an unhealthy app gets no NATS traffic either.
+ */
+export class NatsInbound {
+  #subs: Subscription[] = [];
+
+  constructor(private readonly client: NatsClient, private readonly o: NatsInboundOptions) {}
+
+  start(): void {
+    if (this.#subs.length > 0) return;
+    const callback = (err: Error | null, msg: Msg): void => {
+      if (err) this.o.log.warn("NATS inbound subscription error", { error: err.message });
+      else void this.#handle(msg);
+    };
+    this.#subs = [
+      this.client.nc.subscribe(nodeSubject(this.o.nodeId), { callback }),
+      this.client.nc.subscribe(serviceSubject(this.o.service), { queue: this.o.service, callback }),
+    ];
+  }
+
+  /** Stop taking requests; those being handled still get their answer. */
+  async stop(): Promise<void> {
+    const subs = this.#subs;
+    this.#subs = [];
+    await Promise.all(subs.map((s) => s.drain().catch(() => undefined)));
+  }
+
+  #reply(msg: Msg, status: number, headers: Record<string, string | string[] | undefined>, body: Uint8Array): void {
+    msg.respond(body, { headers: toNats(headers, { [NH.status]: String(status) }) });
+  }
+
+  #fail(msg: Msg, err: SidecarError, refused: boolean, requestId: string): void {
+    const body = Buffer.from(errorBody(err.code, err.message, requestId));
+    this.#reply(msg, err.status, { "content-type": "application/json", ...err.headers, ...(refused ? { [H.refused]: err.code } : {}) }, body);
+  }
+
+  async #handle(msg: Msg): Promise<void> {
+    if (!msg.reply) return;
+    const h = msg.headers;
+    const requestId = h?.get(H.requestId) || "";
+    const refusal = this.o.gate.enter();
+    if (refusal) {
+      const err = new SidecarError(refusal.code, refusal.message, refusal.code === "OVERLOADED" ? { headers: { "retry-after": "1" } } : undefined);
+      return this.#fail(msg, err, true, requestId);
+    }
+    const deadline = new Deadline(inboundTimeout(h?.get(H.timeout), this.o.defaultTimeout));
+    try {
+      const headers = fromNats(h, TO_APP_DROP);
+      headers[H.timeout] = String(deadline.ms);
+      const upstream = await this.o.app.send({ method: h?.get(NH.method) || "POST", path: h?.get(NH.path) || "/", headers, body: Buffer.from(msg.data), deadline });
+      const limit = maxBody(this.client);
+      const chunks: Buffer[] = [];
+      let size = 0;
+      for await (const chunk of upstream as AsyncIterable<Buffer>) {
+        size += chunk.length;
+        if (size > limit) {
+          upstream.destroy();
+          throw new SidecarError("RESPONSE_TOO_LARGE", `the app's response is larger than the NATS server's max payload allows (${limit} bytes)`);
+        }
+        chunks.push(chunk);
+      }
+      const { "content-length": _len, "transfer-encoding": _te, connection: _c, "keep-alive": _ka, ...back } = upstream.headers;
+      this.#reply(msg, upstream.statusCode ?? 502, back, Buffer.concat(chunks, size));
+    } catch (err) {
+      const e = toSidecarError(err);
+      if (e.status >= 500) this.o.log.warn("NATS call into the app failed", { code: e.code, error: e.message, requestId });
+      this.#fail(msg, e, neverReachedApp(err), requestId);
+    } finally {
+      deadline.done();
+      this.o.gate.leave();
+    }
+  }
+}
