@@ -195,6 +195,22 @@ describe("/rpc answers and errors (local registry)", () => {
     assert.equal(app.callCount(), 0);
   });
 
+  it("app.maxConcurrency: a call beyond the limit is refused with 503 OVERLOADED and Retry-After, before the app sees it", async () => {
+    const app = await TestApp.start("narrow");
+    apps.push(app);
+    await start("narrow", app, ["app.maxConcurrency=1"]);
+    await known("narrow");
+    const first = rpc(base, { service: "narrow", endpoint: "/slow?ms=400" });
+    await waitFor(() => app.callCount() === 1, "the first call to reach the app");
+    const second = await rpc(base, { service: "narrow", endpoint: "/slow?ms=400" });
+    assert.equal(second.status, 503);
+    assert.equal(second.body.error.code, "OVERLOADED");
+    assert.equal(second.headers.get("retry-after"), "1");
+    assert.equal((await first).status, 200);
+    assert.equal(app.callCount(), 1, "the refused call never reached the app");
+    assert.equal((await rpc(base, { service: "narrow", endpoint: "Narrow.Call" })).status, 200, "free again once the first call ended");
+  });
+
   it("/health reports each part; /health/ready follows registration", async () => {
     const h = (await (await fetch(`${base}/health`)).json()) as Record<string, string>;
     assert.deepEqual(h, { status: "ok", app: "passing", registry: "connected" });
