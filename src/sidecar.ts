@@ -111,6 +111,9 @@ export class Sidecar {
     if (nats) this.#transports.set("nats", new NatsTransport(nats));
     this.#selector = new Selector(config.selector, systemClock, log.child({ component: "selector" }));
     const caller = new Caller(this.#view, this.#selector, this.#transports, config.service.name);
+    const view = this.#view;
+    const sel = this.#selector;
+    view.onChange((service) => sel.prune(service, view.nodes(service)));
 
     this.#checker = new HealthChecker({ host: config.app.host, port: config.app.port, ...config.app.health }, log.child({ component: "health" }));
     this.#gate = new InboundGate({ service: config.service.name, accepting: () => this.#checker?.state === "passing", maxConcurrency: config.app.maxConcurrency });

@@ -116,6 +116,11 @@ export class Selector {
     return s;
   }
 
+  /** Forget per-node state (ejections) of nodes that left a service. */
+  prune(service: string, nodes: readonly NodeRecord[]): void {
+    this.#services.get(service)?.retain(nodes);
+  }
+
   /** Per-node state for GET /registry/{service}; undefined for a service never called. */
   state(service: string, nodeId: string): NodeState | undefined {
     return this.#services.get(service)?.state(nodeId);
