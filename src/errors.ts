@@ -7,6 +7,7 @@ export const ERRORS = {
   BAD_JSON: { status: 400, doc: "the request body is not valid JSON" },
   INVALID_REQUEST: { status: 400, doc: "a field is missing or has the wrong type or form" },
   INVALID_NAME: { status: 400, doc: "a service name does not match [A-Za-z0-9][A-Za-z0-9._-]{0,62}" },
+  INVALID_TOPIC: { status: 400, doc: "a topic is not a NATS subject (or has wildcards where a publish needs none)" },
   UNAUTHORIZED: { status: 401, doc: "a token is required and was missing or wrong" },
   NOT_FOUND: { status: 404, doc: "no such route" },
   SERVICE_NOT_FOUND: { status: 404, doc: "no service of that name has ever been seen in the registry" },
@@ -20,6 +21,7 @@ export const ERRORS = {
   NO_HEALTHY_NODE: { status: 503, doc: "the service is known but has no healthy node right now" },
   APP_UNAVAILABLE: { status: 503, doc: "this sidecar's app is not passing its health check, so it takes no calls" },
   SHUTTING_DOWN: { status: 503, doc: "the sidecar is shutting down and takes no new calls" },
+  BROKER_UNAVAILABLE: { status: 503, doc: "the broker did not take the published message (not connected, or JetStream did not store it)" },
   OVERLOADED: { status: 503, doc: "the callee's app already has app.maxConcurrency calls in flight (Retry-After)" },
   TIMEOUT: { status: 504, doc: "the call did not complete within its deadline" },
 } as const satisfies Record<string, { status: number; doc: string }>;

@@ -7,7 +7,12 @@ import { proxyHandler } from "./api/proxy.js";
 import { rpcHandler } from "./api/rpc.js";
 import { managementApp, type SidecarStatus } from "./api/routes.js";
 import type { Config } from "./config/index.js";
-import { HealthChecker } from "./health/checker.js";
+import { publishHandler } from "./api/publish.js";
+import { createBroker, type Broker } from "./broker/index.js";
+import { LocalBroker } from "./broker/local.js";
+import { Relay } from "./broker/relay.js";
+import { askApp, resolveSpec, Subscriptions } from "./broker/subscriptions.js";
+import { HealthChecker, type AppHealth } from "./health/checker.js";
 import { Listener } from "./http/listener.js";
 import { AppClient } from "./inbound/app-client.js";
 import { InboundGate } from "./inbound/gate.js";
@@ -53,6 +58,11 @@ export class Sidecar {
   #view: RegistryView | undefined;
   readonly #transports = new Map<string, Transport>();
   #natsInbound: NatsInbound | undefined;
+  #broker: Broker | undefined;
+  #relay: Relay | undefined;
+  #subscriptions: Subscriptions | undefined;
+  #askedApp = false;
+  #transitions: Promise<void> = Promise.resolve();
   #selector: Selector | undefined;
   #gate: InboundGate | undefined;
   #appClient: AppClient | undefined;
@@ -115,10 +125,23 @@ export class Sidecar {
     const sel = this.#selector;
     view.onChange((service) => sel.prune(service, view.nodes(service)));
 
+    const broker = (this.#broker = await createBroker({ config, log: log.child({ component: "broker" }), view, nats: () => this.#natsClient() }));
+    this.#relay = new Relay({ app: config.app, service: config.service.name, log: log.child({ component: "relay" }), broker: () => broker });
+    this.#subscriptions = new Subscriptions(broker, this.#relay, log.child({ component: "subscriptions" }));
+    this.#subscriptions.add(config.subscriptions.map((c) => resolveSpec(c, { service: config.service.name, timeout: config.calls.timeout })));
+
     this.#checker = new HealthChecker({ host: config.app.host, port: config.app.port, ...config.app.health }, log.child({ component: "health" }));
     this.#gate = new InboundGate({ service: config.service.name, accepting: () => this.#checker?.state === "passing", maxConcurrency: config.app.maxConcurrency });
     this.#appClient = new AppClient({ service: config.service.name, host: config.app.host, port: config.app.port });
-    const inbound = new InboundHandler({ service: config.service.name, app: this.#appClient, gate: this.#gate, defaultTimeout: config.calls.timeout, log: log.child({ component: "inbound" }) });
+    const inbound = new InboundHandler({
+      service: config.service.name,
+      app: this.#appClient,
+      gate: this.#gate,
+      defaultTimeout: config.calls.timeout,
+      deliveries: broker instanceof LocalBroker ? (topic, body, headers) => broker.receive(topic, body, headers) : undefined,
+      maxBody: config.api.maxBody,
+      log: log.child({ component: "inbound" }),
+    });
     this.#inboundListener = new Listener("inbound", inbound.handle);
     const bound = await this.#inboundListener.start(config.inbound.host, config.inbound.port);
 
@@ -127,14 +150,21 @@ export class Sidecar {
       app: () => this.#checker?.state ?? "unknown",
       registered: () => this.registered,
       registry: () => this.#registry?.status() ?? "disconnected",
+      broker: () => broker.status(),
+      subscriptionsHealthy: () => this.#subscriptions?.healthy ?? true,
       draining: () => this.#draining,
     };
     const selector = this.#selector;
-    const mgmt = managementApp(this.#view, status, (service, id) => selector.state(service, id), log.child({ component: "api" }));
+    const subscriptions = this.#subscriptions;
+    const mgmt = managementApp(
+      { view: this.#view, status, nodeState: (service, id) => selector.state(service, id), subscriptions: () => subscriptions.list() },
+      log.child({ component: "api" }),
+    );
+    const publish = publishHandler({ broker, service: config.service.name, maxBody: config.api.maxBody, log: log.child({ component: "publish" }) });
     const proxy = proxyHandler({ caller, defaultTimeout: config.calls.timeout, log: log.child({ component: "proxy" }) });
     // The hot routes are answered by plain node:http; express sees only the management surface.
     this.#apiListener = new Listener("api", (req: IncomingMessage, res: ServerResponse) =>
-      under("/rpc", req.url) ? rpc(req, res) : under("/proxy", req.url) ? proxy(req, res) : mgmt(req, res),
+      under("/rpc", req.url) ? rpc(req, res) : under("/proxy", req.url) ? proxy(req, res) : under("/publish", req.url) ? publish(req, res) : mgmt(req, res),
     );
     const api = await this.#apiListener.start(config.api.host, config.api.port);
 
@@ -154,18 +184,44 @@ export class Sidecar {
       this.#natsInbound = new NatsInbound(nats, { service: config.service.name, nodeId: this.#node.id, app: this.#appClient, gate: this.#gate, defaultTimeout: config.calls.timeout, log: log.child({ component: "nats-inbound" }) });
     }
     this.#checker.on("change", (state, reason) => {
-      if (this.#draining) return;
-      if (state === "passing") {
-        this.#natsInbound?.start();
-        void this.#registrar!.up();
-      } else {
-        void this.#registrar!.down(`app health check failing: ${reason ?? "unknown"}`).then(() => this.#natsInbound?.stop());
-      }
+      // One transition at a time, in order: a quick fail/pass never leaves things half done.
+      this.#transitions = this.#transitions.then(() => this.#onHealth(state, reason)).catch((err: unknown) => {
+        log.error("app state change failed", { error: (err as Error).message });
+      });
     });
     // After a NATS reconnection, re-register at once (DESIGN §9) instead of waiting for the next heartbeat.
     if (this.#nats) (await this.#nats).onReconnect(() => this.#registrar?.refresh());
     log.info("listening", { api: `${api.address}:${api.port}`, inbound: `${bound.address}:${bound.port}`, advertise: this.#node.address, node: this.#node.id });
     this.#checker.start();
+  }
+
+  /**
+   * The app passed: (first time) ask it for subscriptions and start them, then take traffic and
+   * register. The app failed: deregister first, then stop taking traffic and pause deliveries.
+   */
+  async #onHealth(state: AppHealth, reason: string | undefined): Promise<void> {
+    if (this.#draining) return;
+    const { config } = this;
+    if (state === "passing") {
+      if (!this.#askedApp) {
+        this.#askedApp = true;
+        if (config.broker.askApp) {
+          const fromApp = await askApp(config.app, this.log.child({ component: "subscriptions" }));
+          if (fromApp.length > 0) this.log.info("the app asked for subscriptions", { topics: fromApp.map((s) => s.topic) });
+          this.#subscriptions!.add(fromApp.map((c) => resolveSpec(c, { service: config.service.name, timeout: config.calls.timeout })));
+        }
+        this.#node!.subscriptions = this.#subscriptions!.topics;
+        await this.#subscriptions!.start();
+      } else {
+        this.#subscriptions!.resume();
+      }
+      this.#natsInbound?.start();
+      await this.#registrar!.up();
+    } else {
+      await this.#registrar!.down(`app health check failing: ${reason ?? "unknown"}`);
+      await this.#natsInbound?.stop();
+      await this.#subscriptions!.pause();
+    }
   }
 
   #natsClient(): Promise<NatsClient> {
@@ -186,6 +242,8 @@ export class Sidecar {
     await this.#starting?.catch(() => undefined);
     this.#checker?.close();
     await this.#registrar?.down("shutdown");
+    // Stop taking messages; deliveries in flight finish and are acknowledged.
+    await this.#subscriptions?.stop(config.shutdownTimeout);
     this.#gate?.drain();
     await this.#natsInbound?.stop();
     await Promise.all([
@@ -196,6 +254,8 @@ export class Sidecar {
     this.#view?.close();
     await Promise.all([...this.#transports.values()].map((t) => t.close()));
     this.#appClient?.close();
+    this.#relay?.close();
+    await this.#broker?.close();
     await this.#registry?.close();
     if (this.#nats) await (await this.#nats.catch(() => undefined))?.close();
     log.info("stopped");

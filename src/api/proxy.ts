@@ -1,4 +1,5 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
+import { DELIVER_HEADER } from "../broker/local.js";
 import { SidecarError } from "../errors.js";
 import { endToEnd, H, requestIdOf } from "../http/headers.js";
 import { sendError } from "../http/reply.js";
@@ -15,7 +16,7 @@ export interface ProxyOptions {
 }
 
 /** Our own control headers: they steer this sidecar and do not travel on. */
-const DROP = new Set<string>(["host", H.timeout, H.retries, H.service, H.caller, H.refused]);
+const DROP = new Set<string>(["host", H.timeout, H.retries, H.service, H.caller, H.refused, DELIVER_HEADER]);
 const CLEAN_PATH = /^[\x21-\x7e]*$/;
 
 /** X-Forwarded-* for the callee app (appending to what an earlier proxy set). */

@@ -14,7 +14,16 @@ export interface SidecarStatus {
   app(): AppHealth;
   registered(): boolean;
   registry(): RegistryStatus;
+  broker(): string;
+  subscriptionsHealthy(): boolean;
   draining(): boolean;
+}
+
+export interface ManagementDeps {
+  view: RegistryView;
+  status: SidecarStatus;
+  nodeState: (service: string, nodeId: string) => NodeState | undefined;
+  subscriptions: () => Record<string, unknown>[];
 }
 
 const allow = (methods: string) => (req: Request) => {
@@ -25,7 +34,7 @@ const allow = (methods: string) => (req: Request) => {
  * The management surface (DESIGN §6): registry, health. Not the hot path, so express
  * serves it; /rpc is answered before express sees the request (api/server.ts).
  */
-export function managementApp(view: RegistryView, status: SidecarStatus, nodeState: (service: string, nodeId: string) => NodeState | undefined, log: Logger): express.Express {
+export function managementApp({ view, status, nodeState, subscriptions }: ManagementDeps, log: Logger): express.Express {
   const app = express();
   app.disable("x-powered-by");
   app.set("etag", false);
@@ -33,8 +42,9 @@ export function managementApp(view: RegistryView, status: SidecarStatus, nodeSta
   app.route("/health").get((_req, res) => {
     const app = status.app();
     const registry = status.registry();
-    const ok = app === "passing" && registry === "connected" && !status.draining();
-    res.status(ok ? 200 : 503).json({ status: ok ? "ok" : status.draining() ? "draining" : "unavailable", app, registry });
+    const broker = status.broker();
+    const ok = app === "passing" && registry === "connected" && broker === "connected" && !status.draining();
+    res.status(ok ? 200 : 503).json({ status: ok ? "ok" : status.draining() ? "draining" : "unavailable", app, registry, broker });
   }).all(allow("GET"));
 
   app.route("/health/live").get((_req, res) => {
@@ -46,6 +56,8 @@ export function managementApp(view: RegistryView, status: SidecarStatus, nodeSta
     if (status.draining()) reasons.push("the sidecar is shutting down");
     if (!status.registered()) reasons.push(`the app is not registered (health: ${status.app()})`);
     if (status.registry() !== "connected") reasons.push(`the registry is ${status.registry()}`);
+    if (status.broker() !== "connected") reasons.push(`the broker is ${status.broker()}`);
+    if (!status.subscriptionsHealthy()) reasons.push("a subscription failed to start (GET /subscriptions)");
     res.status(reasons.length === 0 ? 200 : 503).json(reasons.length === 0 ? { status: "ready" } : { status: "not ready", reasons });
   }).all(allow("GET"));
 
@@ -60,6 +72,10 @@ export function managementApp(view: RegistryView, status: SidecarStatus, nodeSta
     // Each record as registered, plus this sidecar's balancing state of the node (in flight, ejection).
     const nodes = view.nodes(service).map((n) => ({ ...n, state: nodeState(service, n.id) ?? { inFlight: 0, consecutiveFailures: 0, ejected: false, ejections: 0 } }));
     res.json({ service, nodes });
+  }).all(allow("GET"));
+
+  app.route("/subscriptions").get((_req, res) => {
+    res.json({ subscriptions: subscriptions() });
   }).all(allow("GET"));
 
   app.use((req: Request) => {

@@ -115,6 +115,7 @@ function resolve(parsed: ParsedConfig, cwd: string): Config {
   const config: Config = {
     ...parsed,
     registry: { ...parsed.registry, kind, dir },
+    broker: { ...parsed.broker, kind: parsed.broker.kind ?? (parsed.nats ? "nats" : "local") },
     inbound: {
       host: parsed.inbound.host ?? (local ? DEFAULTS.inboundHostLocal : DEFAULTS.inboundHostNats),
       port: parsed.inbound.port ?? (local ? DEFAULTS.inboundPortLocal : DEFAULTS.inboundPortNats),
@@ -183,6 +184,14 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
   for (const section of ["service", "app"]) if (merged[section] === undefined) merged[section] = {};
   const result = configSchema.safeParse(merged);
   if (!result.success) for (const issue of result.error.issues) problems.push(...describeIssue(issue, merged, originOf));
+  else {
+    const seen = new Set<string>();
+    result.data.subscriptions.forEach((s, i) => {
+      const name = s.name ?? s.topic;
+      if (seen.has(name)) problems.push(`${originOf(`subscriptions.${i}`)}: subscriptions.${i}.name: got ${show(name)}: expected a name unique among the subscriptions (set name: to tell them apart)`);
+      seen.add(name);
+    });
+  }
   if (problems.length > 0 || !result.success) throw new ConfigError(problems);
   return { config: resolve(result.data, cwd), file };
 }

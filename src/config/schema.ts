@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { isValidName } from "../names.js";
+import { isValidSubject } from "../broker/types.js";
 import { parseDuration, parseSize } from "./units.js";
 
 /** Defaults, named once (DESIGN §10). Durations in milliseconds, sizes in bytes. */
@@ -26,6 +27,11 @@ export const DEFAULTS = {
   maxEjectFor: 300_000,
   retryBudget: 0.2,
   minRetriesPerSecond: 1,
+  maxInFlight: 16,
+  retryAttempts: 5,
+  retryInitial: 200,
+  retryMax: 10_000,
+  streamMaxAge: 7 * 86_400_000,
   shutdownTimeout: 10_000,
 } as const;
 
@@ -58,6 +64,10 @@ const name = z.string().refine(isValidName, {
 });
 const strategy = z.enum(["round_robin", "random", "least_pending", "hash"]);
 const headerName = z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, "expected an HTTP header name");
+const subject = (wildcards: boolean) =>
+  z.string().refine((v) => isValidSubject(v, wildcards), {
+    message: wildcards ? "expected a NATS subject (dot-separated tokens; '*' and a final '>' allowed)" : "expected a NATS subject without wildcards",
+  });
 const count = (min: number) => z.number().int(`expected an integer >= ${min}`).min(min, `expected an integer >= ${min}`);
 
 const health = z.strictObject({
@@ -67,6 +77,30 @@ const health = z.strictObject({
   timeout: positiveDuration("health.timeout").default(DEFAULTS.healthTimeout),
   failureThreshold: count(1).default(DEFAULTS.failureThreshold),
   successThreshold: count(1).default(DEFAULTS.successThreshold),
+});
+
+/** One subscription (DESIGN §5); the same shape is accepted from the app's GET /sidecar/subscriptions. */
+export const subscriptionSchema = z.strictObject({
+  /** Unique within the sidecar; names the durable consumer. Default: the topic. */
+  name: z.string().regex(/^[A-Za-z0-9_.*>-]{1,100}$/, "expected letters, digits, '.', '_', '-'").optional(),
+  topic: subject(true),
+  path: z.string().startsWith("/", "expected a path starting with '/'"),
+  /** Default: the service name. */
+  queue: name.optional(),
+  durable: z.boolean().default(false),
+  maxInFlight: count(1).default(DEFAULTS.maxInFlight),
+  /** One delivery's deadline. Default: calls.timeout. */
+  timeout: positiveDuration("timeout").optional(),
+  retry: z
+    .strictObject({
+      attempts: count(1).default(DEFAULTS.retryAttempts),
+      initial: positiveDuration("retry.initial").default(DEFAULTS.retryInitial),
+      max: positiveDuration("retry.max").default(DEFAULTS.retryMax),
+    })
+    .prefault({}),
+  deadLetter: subject(false).optional(),
+  /** JetStream stream to consume from. Default: the stream covering the topic, created if none. */
+  stream: z.string().regex(/^[A-Za-z0-9_-]+$/, "expected a stream name").optional(),
 });
 
 export const configSchema = z.strictObject({
@@ -124,6 +158,18 @@ export const configSchema = z.strictObject({
       name: z.string().optional(),
     })
     .optional(),
+  broker: z
+    .strictObject({
+      /** Default: nats when a `nats` section is given, else local. */
+      kind: z.enum(["local", "nats"]).optional(),
+      /** How long streams the sidecar creates keep messages. */
+      streamMaxAge: positiveDuration("broker.streamMaxAge").default(DEFAULTS.streamMaxAge),
+      streamReplicas: z.union([z.literal(1), z.literal(3), z.literal(5)], { error: "expected 1, 3 or 5" }).default(1),
+      /** Ask the app for more subscriptions at start (GET /sidecar/subscriptions; 404 = none). */
+      askApp: z.boolean().default(true),
+    })
+    .prefault({}),
+  subscriptions: z.array(subscriptionSchema).default([]),
   selector: z
     .strictObject({
       strategy: strategy.default("round_robin"),
@@ -157,7 +203,10 @@ export const configSchema = z.strictObject({
 export type ParsedConfig = z.output<typeof configSchema>;
 
 /** The resolved, frozen config every component receives. */
-export type Config = Omit<ParsedConfig, "registry" | "inbound" | "nats"> & {
+export type SubscriptionConfig = z.output<typeof subscriptionSchema>;
+
+export type Config = Omit<ParsedConfig, "registry" | "inbound" | "nats" | "broker"> & {
+  broker: Omit<ParsedConfig["broker"], "kind"> & { kind: "local" | "nats" };
   registry: Omit<ParsedConfig["registry"], "kind" | "dir"> & { kind: "local" | "nats"; dir: string };
   inbound: { host: string; port: number; advertise: string | undefined };
   nats: NonNullable<ParsedConfig["nats"]>;

@@ -1,7 +1,7 @@
 /** Parsing of human units in config: durations ("500ms", "5s", "1m") and sizes ("1MiB", "64KiB"). */
 
-const DURATION = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)$/;
-const DURATION_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+const DURATION = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$/;
+const DURATION_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
 /** Milliseconds for a duration string or a bare number of milliseconds; undefined when it is neither. */
 export function parseDuration(value: unknown): number | undefined {

@@ -25,6 +25,10 @@ export class InboundGate {
 
   constructor(private readonly o: GateOptions) {}
 
+  get draining(): boolean {
+    return this.#draining;
+  }
+
   get inFlight(): number {
     return this.#inFlight;
   }

@@ -7,6 +7,8 @@ import { sendError } from "../http/reply.js";
 import type { Logger } from "../log.js";
 import { neverReachedApp, type AppClient } from "./app-client.js";
 import type { InboundGate, Refusal } from "./gate.js";
+import { DELIVER_HEADER } from "../broker/local.js";
+import { readBody } from "../http/body.js";
 
 export interface InboundOptions {
   /** The service this sidecar serves: calls for another one hit a stale record. */
@@ -15,6 +17,10 @@ export interface InboundOptions {
   gate: InboundGate;
   /** Default deadline for a call into the app when the caller sent none. */
   defaultTimeout: number;
+  /** Local broker: hand a message a peer published to this node's subscriptions; how many took it. */
+  deliveries?: ((topic: string, body: Buffer, headers: Record<string, string>) => number) | undefined;
+  /** Largest message the local broker accepts from a peer. */
+  maxBody: number;
   log: Logger;
 }
 
@@ -44,6 +50,8 @@ export class InboundHandler {
     if (target !== undefined && target !== this.o.service) {
       return refuse({ code: "MISDIRECTED", message: `this sidecar serves '${this.o.service}', not ${JSON.stringify(target)} (stale registry record)` });
     }
+    const topic = req.headers[DELIVER_HEADER];
+    if (typeof topic === "string" && this.o.deliveries) return this.#receive(topic, req, res, requestId, refuse);
     const refusal = this.o.gate.enter();
     if (refusal) return refuse(refusal);
     this.#forward(req, res, requestId)
@@ -53,6 +61,21 @@ export class InboundHandler {
       })
       .finally(() => this.o.gate.leave());
   };
+
+  /** A local-broker message from a peer: queue it for this node's subscriptions, 202. */
+  #receive(topic: string, req: IncomingMessage, res: ServerResponse, requestId: string, refuse: (r: Refusal) => void): void {
+    if (this.o.gate.draining) return refuse({ code: "SHUTTING_DOWN", message: `the sidecar of '${this.o.service}' is shutting down` });
+    const deliveries = this.o.deliveries!;
+    readBody(req, this.o.maxBody).then(
+      (body) => {
+        const headers: Record<string, string> = {};
+        for (const [k, v] of Object.entries(req.headers)) if (typeof v === "string" && k !== DELIVER_HEADER) headers[k] = v;
+        const accepted = deliveries(topic, body, headers);
+        res.writeHead(202, { "content-type": "application/json", [H.requestId]: requestId }).end(JSON.stringify({ accepted }));
+      },
+      (err: unknown) => sendError(res, err, requestId, this.o.log),
+    );
+  }
 
   async #forward(req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
     const deadline = new Deadline(inboundTimeout(req.headers[H.timeout], this.o.defaultTimeout));

@@ -213,7 +213,7 @@ describe("/rpc answers and errors (local registry)", () => {
 
   it("/health reports each part; /health/ready follows registration", async () => {
     const h = (await (await fetch(`${base}/health`)).json()) as Record<string, string>;
-    assert.deepEqual(h, { status: "ok", app: "passing", registry: "connected" });
+    assert.deepEqual(h, { status: "ok", app: "passing", registry: "connected", broker: "connected" });
     assert.equal((await fetch(`${base}/health/ready`)).status, 200);
     const app = await TestApp.start("notyet");
     app.healthy = false;

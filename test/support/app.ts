@@ -17,6 +17,8 @@ export class TestApp {
   readonly calls: ReceivedCall[] = [];
   healthy = true;
   healthChecks = 0;
+  /** What GET /sidecar/subscriptions answers (404 when undefined). */
+  subscriptions: unknown[] | undefined;
   /** When set, every call (not health checks) answers this status. */
   failStatus: number | undefined;
   /** Requests whose connection closed before the app answered (the caller gave up). */
@@ -30,6 +32,11 @@ export class TestApp {
       req.on("end", () => {
         const url = new URL(req.url ?? "/", "http://app");
         const body = Buffer.concat(chunks).toString();
+        if (req.method === "GET" && url.pathname === "/sidecar/subscriptions") {
+          if (this.subscriptions === undefined) res.writeHead(404).end();
+          else res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(this.subscriptions));
+          return;
+        }
         if (req.method === "GET" && url.pathname === "/health") {
           this.healthChecks += 1;
           res.writeHead(this.healthy ? 200 : 503).end(this.healthy ? "ok" : "unhealthy");

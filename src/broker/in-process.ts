@@ -1,0 +1,84 @@
+import type { Logger } from "../log.js";
+import type { DeliverFn, Delivery, SubscriptionSpec } from "./types.js";
+
+/**
+ * Deliveries held in this process (core NATS and the local broker: at-most-once): up to
+ * `maxInFlight` at once, the rest queued in arrival order, retries on timers. While paused,
+ * queued messages wait; on stop, deliveries in flight finish and anything still queued or
+ * waiting for a retry is logged by id as lost (it was only ever in this process).
+ */
+export class InProcessDeliveries {
+  #queue: Delivery[] = [];
+  #inFlight = 0;
+  #retries = new Map<NodeJS.Timeout, Delivery>();
+  #paused = false;
+  #stopped = false;
+  #idle: (() => void)[] = [];
+
+  constructor(private readonly spec: SubscriptionSpec, private readonly deliver: DeliverFn, private readonly log: Logger) {}
+
+  get paused(): boolean {
+    return this.#paused;
+  }
+
+  push(d: Delivery): void {
+    if (this.#stopped) {
+      this.log.error("message arrived after the subscription stopped; dropped (at-most-once)", { subscription: this.spec.name, id: d.id });
+      return;
+    }
+    this.#queue.push(d);
+    this.#pump();
+  }
+
+  #pump(): void {
+    while (!this.#paused && this.#inFlight < this.spec.maxInFlight && this.#queue.length > 0) {
+      const d = this.#queue.shift()!;
+      this.#inFlight += 1;
+      void this.#run(d);
+    }
+  }
+
+  async #run(d: Delivery): Promise<void> {
+    try {
+      const outcome = await this.deliver(d);
+      if (outcome.kind === "retry" && !this.#stopped) {
+        const timer = setTimeout(() => {
+          this.#retries.delete(timer);
+          this.push({ ...d, attempt: d.attempt + 1 });
+        }, outcome.delay);
+        this.#retries.set(timer, d);
+      } else if (outcome.kind === "retry") {
+        this.log.error("shutting down before a retry; message dropped (at-most-once)", { subscription: this.spec.name, id: d.id, attempt: d.attempt });
+      }
+    } catch (err) {
+      this.log.error("delivery failed unexpectedly; message dropped", { subscription: this.spec.name, id: d.id, error: (err as Error).message });
+    } finally {
+      this.#inFlight -= 1;
+      if (this.#inFlight === 0) for (const w of this.#idle.splice(0)) w();
+      this.#pump();
+    }
+  }
+
+  pause(): void {
+    this.#paused = true;
+  }
+
+  resume(): void {
+    this.#paused = false;
+    this.#pump();
+  }
+
+  async stop(timeout: number): Promise<void> {
+    this.#stopped = true;
+    if (this.#inFlight > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([new Promise<void>((r) => this.#idle.push(r)), new Promise<void>((r) => (timer = setTimeout(r, timeout)))]);
+      clearTimeout(timer);
+    }
+    const lost = [...this.#queue, ...this.#retries.values()];
+    for (const t of this.#retries.keys()) clearTimeout(t);
+    this.#retries.clear();
+    this.#queue = [];
+    for (const d of lost) this.log.error("subscription stopped with a message not delivered; dropped (at-most-once)", { subscription: this.spec.name, id: d.id, attempt: d.attempt });
+  }
+}

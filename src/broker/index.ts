@@ -1,0 +1,28 @@
+import type { Config } from "../config/index.js";
+import type { Logger } from "../log.js";
+import type { NatsClient } from "../nats/connect.js";
+import type { RegistryView } from "../registry/view.js";
+import { LocalBroker } from "./local.js";
+import { NatsBroker } from "./nats.js";
+import type { Broker } from "./types.js";
+
+export type { ActiveSubscription, Broker, Delivery, Outcome, SubscriptionSpec } from "./types.js";
+
+export interface BrokerDeps {
+  config: Config;
+  log: Logger;
+  view: RegistryView;
+  nats: () => Promise<NatsClient>;
+}
+
+/** Broker factories keyed by `broker.kind`. */
+export const BROKERS: Record<Config["broker"]["kind"], (deps: BrokerDeps) => Promise<Broker>> = {
+  local: async ({ view, log }) => new LocalBroker(view, log),
+  nats: async ({ config, log, nats }) => NatsBroker.open(await nats(), { maxAge: config.broker.streamMaxAge, replicas: config.broker.streamReplicas }, log),
+};
+
+export function createBroker(deps: BrokerDeps): Promise<Broker> {
+  const factory = BROKERS[deps.config.broker.kind];
+  if (!factory) throw new Error(`unknown broker kind '${deps.config.broker.kind}' (known: ${Object.keys(BROKERS).join(", ")})`);
+  return factory(deps);
+}

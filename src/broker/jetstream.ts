@@ -1,0 +1,158 @@
+import { AckPolicy, DeliverPolicy, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
+import type { Logger } from "../log.js";
+import { fromNats } from "../nats/headers.js";
+import type { ActiveSubscription, DeliverFn, Delivery, SubscriptionSpec } from "./types.js";
+
+const safe = (s: string) => s.replace(/\*/g, "any").replace(/>/g, "all").replace(/[^A-Za-z0-9_-]/g, "_");
+const nanos = (ms: number) => ms * 1_000_000;
+
+/** The durable consumer shared by the instances of one service (the queue) for one subscription. */
+export const consumerName = (spec: SubscriptionSpec) => `${safe(spec.queue)}__${safe(spec.name)}`;
+
+export interface StreamDefaults {
+  /** How long a stream created by the sidecar keeps messages (ms). */
+  maxAge: number;
+  replicas: number;
+}
+
+/** The stream to consume `spec.topic` from: the configured one, the one covering the topic, or a new one. */
+export async function ensureStream(jsm: JetStreamManager, spec: SubscriptionSpec, defaults: StreamDefaults, log: Logger): Promise<string> {
+  if (spec.stream) {
+    await jsm.streams.info(spec.stream);
+    return spec.stream;
+  }
+  try {
+    return await jsm.streams.find(spec.topic);
+  } catch {
+    const name = `SIDECAR_${safe(spec.topic)}`;
+    try {
+      await jsm.streams.add({ name, subjects: [spec.topic], max_age: nanos(defaults.maxAge), num_replicas: defaults.replicas });
+    } catch (err) {
+      throw new Error(`cannot create JetStream stream ${name} for topic '${spec.topic}' (an existing stream may overlap it: name one with subscriptions[].stream): ${(err as Error).message}`, { cause: err });
+    }
+    log.info("created JetStream stream", { stream: name, subjects: [spec.topic], maxAgeMs: defaults.maxAge });
+    return name;
+  }
+}
+
+/**
+ * A durable subscription (DESIGN §5): a JetStream pull consumer named after the service and the
+ * subscription, so instances share the work and a restarted sidecar resumes where it stopped.
+ * Up to maxInFlight messages are unacknowledged at once (max_ack_pending). Ack on 2xx, nak with
+ * the backoff delay on a retry (another instance may take it), term after dead-lettering.
+ */
+export class JetStreamSubscription implements ActiveSubscription {
+  #messages: ConsumerMessages | undefined;
+  #paused = false;
+  #stopped = false;
+  #inFlight = 0;
+  #idle: (() => void)[] = [];
+  #loop: Promise<void> | undefined;
+
+  private constructor(
+    readonly spec: SubscriptionSpec,
+    private readonly js: JetStreamClient,
+    private readonly stream: string,
+    private readonly deliver: DeliverFn,
+    private readonly log: Logger,
+  ) {}
+
+  static async start(js: JetStreamClient, jsm: JetStreamManager, spec: SubscriptionSpec, deliver: DeliverFn, defaults: StreamDefaults, log: Logger): Promise<JetStreamSubscription> {
+    const stream = await ensureStream(jsm, spec, defaults, log);
+    const durable = consumerName(spec);
+    const ackWait = nanos(Math.max(30_000, spec.timeout * 2));
+    try {
+      await jsm.consumers.add(stream, {
+        durable_name: durable,
+        ack_policy: AckPolicy.Explicit,
+        deliver_policy: DeliverPolicy.New,
+        filter_subject: spec.topic,
+        max_ack_pending: spec.maxInFlight,
+        ack_wait: ackWait,
+        max_deliver: -1,
+      });
+    } catch {
+      // It exists with other settings (a config change): update what can be updated.
+      await jsm.consumers.update(stream, durable, { max_ack_pending: spec.maxInFlight, ack_wait: ackWait });
+    }
+    const sub = new JetStreamSubscription(spec, js, stream, deliver, log);
+    await sub.#consume();
+    log.info("subscribed", { subscription: spec.name, topic: spec.topic, durable: true, stream, consumer: durable, maxInFlight: spec.maxInFlight });
+    return sub;
+  }
+
+  get paused(): boolean {
+    return this.#paused;
+  }
+
+  async #consume(): Promise<void> {
+    const consumer = await this.js.consumers.get(this.stream, consumerName(this.spec));
+    const messages = await consumer.consume({ max_messages: this.spec.maxInFlight });
+    this.#messages = messages;
+    this.#loop = (async () => {
+      try {
+        for await (const m of messages) {
+          // Paused or stopping: hand the message straight back, so it waits (or another instance takes it).
+          if (this.#paused || this.#stopped) m.nak();
+          else void this.#handle(m);
+        }
+      } catch (err) {
+        if (!this.#stopped) this.log.warn("JetStream consumer ended", { subscription: this.spec.name, error: (err as Error).message });
+      }
+    })();
+  }
+
+  async #handle(m: JsMsg): Promise<void> {
+    this.#inFlight += 1;
+    const headers = fromNats(m.headers) as Record<string, string>;
+    const d: Delivery = {
+      id: headers["ce-id"] ?? headers["nats-msg-id"] ?? `${this.stream}:${m.seq}`,
+      topic: m.subject,
+      body: Buffer.from(m.data),
+      headers,
+      attempt: m.info.deliveryCount,
+    };
+    try {
+      const outcome = await this.deliver(d);
+      if (outcome.kind === "ack") m.ack();
+      else if (outcome.kind === "retry") m.nak(outcome.delay);
+      else m.term("dead-lettered by the sidecar");
+    } catch (err) {
+      this.log.error("delivery failed unexpectedly; the message will be redelivered", { subscription: this.spec.name, id: d.id, error: (err as Error).message });
+      m.nak(this.spec.retry.max);
+    } finally {
+      this.#inFlight -= 1;
+      if (this.#inFlight === 0) for (const w of this.#idle.splice(0)) w();
+    }
+  }
+
+  async pause(): Promise<void> {
+    if (this.#paused || this.#stopped) return;
+    this.#paused = true;
+    await this.#messages?.close();
+    await this.#loop;
+    this.log.info("subscription paused: the app is not passing its health check; messages wait in the stream", { subscription: this.spec.name });
+  }
+
+  resume(): void {
+    if (!this.#paused || this.#stopped) return;
+    this.#paused = false;
+    this.#consume().then(
+      () => this.log.info("subscription resumed", { subscription: this.spec.name }),
+      (err: unknown) => this.log.error("cannot resume the subscription", { subscription: this.spec.name, error: (err as Error).message }),
+    );
+  }
+
+  async stop(timeout: number): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    await this.#messages?.close();
+    await this.#loop;
+    if (this.#inFlight > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([new Promise<void>((r) => this.#idle.push(r)), new Promise<void>((r) => (timer = setTimeout(r, timeout)))]);
+      clearTimeout(timer);
+      // Whatever is still in flight stays unacknowledged: JetStream redelivers it after ack_wait.
+    }
+  }
+}

@@ -1,0 +1,109 @@
+import { randomUUID } from "node:crypto";
+import http from "node:http";
+import type { Logger } from "../log.js";
+import type { RegistryView } from "../registry/view.js";
+import { parseAddress } from "../transport/http.js";
+import { InProcessDeliveries } from "./in-process.js";
+import { subjectMatches, type ActiveSubscription, type Broker, type BrokerStatus, type DeliverFn, type PublishResult, type SubscriptionSpec } from "./types.js";
+
+/** The header that makes a request to a peer's inbound listener a local-broker delivery. */
+export const DELIVER_HEADER = "x-sidecar-deliver";
+
+/**
+ * The embedded broker (DESIGN §5), with no server: each node's record lists the topics it
+ * subscribes to; a publish POSTs the message to one node of each subscribed service, through
+ * its inbound listener, which hands it to its subscriptions. At-most-once, one machine, and only
+ * to nodes registered at the time of the publish: nothing is stored.
+ */
+export class LocalBroker implements Broker {
+  readonly kind = "local";
+  readonly #agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+  #rotation = new Map<string, number>();
+  #subs: LocalSubscription[] = [];
+
+  constructor(private readonly view: RegistryView, private readonly log: Logger) {}
+
+  async publish(topic: string, body: Buffer, headers: Record<string, string>): Promise<PublishResult> {
+    const id = headers["ce-id"] || randomUUID();
+    const sent = { ...headers, "ce-id": id, [DELIVER_HEADER]: topic };
+    for (const service of this.view.services()) {
+      const nodes = this.view.nodes(service).filter((n) => n.subscriptions.some((p) => subjectMatches(p, topic)));
+      if (nodes.length === 0) continue;
+      const start = this.#rotation.get(service) ?? 0;
+      this.#rotation.set(service, start + 1);
+      let accepted = false;
+      for (let i = 0; i < nodes.length && !accepted; i++) {
+        const node = nodes[(start + i) % nodes.length]!;
+        accepted = await this.#post(node.address, body, sent).catch(() => false);
+      }
+      if (!accepted) this.log.error("no node of the subscribed service took the message; it is lost (the local broker is at-most-once)", { topic, service, id });
+    }
+    return { id, stored: false };
+  }
+
+  #post(address: string, body: Buffer, headers: Record<string, string>): Promise<boolean> {
+    const { host, port } = parseAddress(address);
+    return new Promise((resolve, reject) => {
+      const req = http.request({ host, port, method: "POST", path: "/", headers: { ...headers, "content-length": body.length }, agent: this.#agent, timeout: 5_000 }, (res) => {
+        res.resume();
+        resolve(res.statusCode === 202);
+      });
+      req.once("timeout", () => req.destroy(new Error("timeout")));
+      req.once("error", reject);
+      req.end(body);
+    });
+  }
+
+  /** A message delivered by a peer: hand it to every local subscription it matches; how many took it. */
+  receive(topic: string, body: Buffer, headers: Record<string, string>): number {
+    let n = 0;
+    for (const s of this.#subs) {
+      if (!subjectMatches(s.spec.topic, topic)) continue;
+      s.push({ id: headers["ce-id"] ?? randomUUID(), topic, body, headers, attempt: 1 });
+      n += 1;
+    }
+    return n;
+  }
+
+  async subscribe(spec: SubscriptionSpec, deliver: DeliverFn): Promise<ActiveSubscription> {
+    const sub = new LocalSubscription(spec, new InProcessDeliveries(spec, deliver, this.log), () => {
+      this.#subs = this.#subs.filter((s) => s !== sub);
+    });
+    this.#subs.push(sub);
+    this.log.info("subscribed", { subscription: spec.name, topic: spec.topic, broker: "local", maxInFlight: spec.maxInFlight });
+    return sub;
+  }
+
+  status(): BrokerStatus {
+    return "connected";
+  }
+
+  async close(): Promise<void> {
+    this.#agent.destroy();
+  }
+}
+
+class LocalSubscription implements ActiveSubscription {
+  constructor(readonly spec: SubscriptionSpec, private readonly deliveries: InProcessDeliveries, private readonly onStop: () => void) {}
+
+  push(d: Parameters<InProcessDeliveries["push"]>[0]): void {
+    this.deliveries.push(d);
+  }
+
+  get paused(): boolean {
+    return this.deliveries.paused;
+  }
+
+  async pause(): Promise<void> {
+    this.deliveries.pause();
+  }
+
+  resume(): void {
+    this.deliveries.resume();
+  }
+
+  async stop(timeout: number): Promise<void> {
+    this.onStop();
+    await this.deliveries.stop(timeout);
+  }
+}

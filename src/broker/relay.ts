@@ -1,0 +1,112 @@
+import http from "node:http";
+import type { Logger } from "../log.js";
+import type { Broker, DeliverFn, Delivery, Outcome, SubscriptionCounters, SubscriptionSpec } from "./types.js";
+
+/** Headers that make a delivery a CloudEvent in binary mode (DESIGN §5). */
+export const CE = { id: "ce-id", source: "ce-source", type: "ce-type", specversion: "ce-specversion", time: "ce-time" } as const;
+export const DEAD = { reason: "x-sidecar-dead-reason", topic: "x-sidecar-original-topic", attempts: "x-sidecar-attempts" } as const;
+
+export interface RelayOptions {
+  app: { host: string; port: number };
+  service: string;
+  /** Sent to the app as x-sidecar-app-token when set (security issue); unused for now. */
+  log: Logger;
+  /** Where dead letters are published. */
+  broker: () => Broker;
+}
+
+/** Delay before retry after attempt `attempt` (1-based): initial × 2^(attempt-1), capped. */
+export function retryDelay(attempt: number, retry: { initial: number; max: number }): number {
+  return Math.min(retry.max, retry.initial * 2 ** (attempt - 1));
+}
+
+interface Answer {
+  status: number;
+  error?: string;
+}
+
+/**
+ * Delivery to the app (DESIGN §5): POST http://app{path} with the body, its content type and
+ * CloudEvents headers. 2xx acks; 5xx, a timeout or a connection error retries with backoff;
+ * a 4xx, or the last attempt, goes to the dead-letter topic with the reason in headers. Nothing
+ * is dropped silently: without a dead-letter topic the message id is logged as an error.
+ */
+export class Relay {
+  readonly #agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+
+  constructor(private readonly o: RelayOptions) {}
+
+  #post(spec: SubscriptionSpec, d: Delivery): Promise<Answer> {
+    const headers: http.OutgoingHttpHeaders = {};
+    for (const [k, v] of Object.entries(d.headers)) if (k.startsWith("ce-") || k.startsWith("x-sidecar-") || k === "traceparent" || k === "tracestate") headers[k] = v;
+    headers["content-type"] = d.headers["content-type"] ?? "application/octet-stream";
+    headers[CE.id] = d.id;
+    headers[CE.specversion] ??= "1.0";
+    headers[CE.type] ??= d.topic;
+    headers[CE.source] ??= `/sidecar/${this.o.service}`;
+    headers[CE.time] ??= new Date().toISOString();
+    headers["x-sidecar-topic"] = d.topic;
+    headers["x-sidecar-attempt"] = String(d.attempt);
+    headers["x-sidecar-subscription"] = spec.name;
+    headers["content-length"] = d.body.length;
+    return new Promise((resolve) => {
+      const req = http.request({ host: this.o.app.host, port: this.o.app.port, method: "POST", path: spec.path, headers, agent: this.#agent, timeout: spec.timeout }, (res) => {
+        res.resume();
+        res.once("end", () => resolve({ status: res.statusCode ?? 0 }));
+        res.once("error", (err) => resolve({ status: 0, error: err.message }));
+      });
+      req.once("timeout", () => req.destroy(new Error(`no answer within ${spec.timeout}ms`)));
+      req.once("error", (err) => resolve({ status: 0, error: err.message }));
+      req.end(d.body);
+    });
+  }
+
+  /** The delivery function of one subscription, counting into `counters`. */
+  deliverer(spec: SubscriptionSpec, counters: SubscriptionCounters): DeliverFn {
+    const log = this.o.log;
+    return async (d: Delivery): Promise<Outcome> => {
+      counters.inFlight += 1;
+      try {
+        const answer = await this.#post(spec, d);
+        if (answer.status >= 200 && answer.status < 300) {
+          counters.delivered += 1;
+          return { kind: "ack" };
+        }
+        const what = answer.status === 0 ? `delivery failed: ${answer.error}` : `the app answered ${answer.status}`;
+        if (answer.status >= 400 && answer.status < 500) return await this.#dead(spec, d, counters, what);
+        if (d.attempt < spec.retry.attempts) {
+          counters.retried += 1;
+          const delay = retryDelay(d.attempt, spec.retry);
+          log.debug("delivery will be retried", { subscription: spec.name, id: d.id, attempt: d.attempt, delayMs: delay, reason: what });
+          return { kind: "retry", delay };
+        }
+        return await this.#dead(spec, d, counters, `${what} (gave up after ${d.attempt} attempts)`);
+      } finally {
+        counters.inFlight -= 1;
+      }
+    };
+  }
+
+  async #dead(spec: SubscriptionSpec, d: Delivery, counters: SubscriptionCounters, reason: string): Promise<Outcome> {
+    if (!spec.deadLetter) {
+      counters.deadLettered += 1;
+      this.o.log.error("message given up and no dead-letter topic is configured", { subscription: spec.name, topic: d.topic, id: d.id, attempts: d.attempt, reason });
+      return { kind: "dead" };
+    }
+    const headers = { ...d.headers, [CE.id]: d.id, [DEAD.reason]: reason, [DEAD.topic]: d.topic, [DEAD.attempts]: String(d.attempt) };
+    try {
+      await this.o.broker().publish(spec.deadLetter, d.body, headers);
+    } catch (err) {
+      // Not published anywhere yet: keep the message and try again later rather than lose it.
+      this.o.log.warn("cannot publish to the dead-letter topic; will retry the message", { subscription: spec.name, deadLetter: spec.deadLetter, id: d.id, error: (err as Error).message });
+      return { kind: "retry", delay: spec.retry.max };
+    }
+    counters.deadLettered += 1;
+    this.o.log.warn("message dead-lettered", { subscription: spec.name, topic: d.topic, deadLetter: spec.deadLetter, id: d.id, attempts: d.attempt, reason });
+    return { kind: "dead" };
+  }
+
+  close(): void {
+    this.#agent.destroy();
+  }
+}

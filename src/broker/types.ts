@@ -1,0 +1,98 @@
+/** A subscription as configured (DESIGN §5), resolved: every default filled in. */
+export interface SubscriptionSpec {
+  /** Unique per sidecar; names the JetStream consumer with the queue. Default: the topic. */
+  name: string;
+  /** NATS subject, wildcards allowed. */
+  topic: string;
+  /** App endpoint that receives the POSTs. */
+  path: string;
+  /** One instance of the queue group gets each message. Default: the service name. */
+  queue: string;
+  /** JetStream (at-least-once, survives restarts) rather than core NATS (at-most-once). */
+  durable: boolean;
+  /** Deliveries to the app at once. */
+  maxInFlight: number;
+  /** Deadline of one delivery (ms). */
+  timeout: number;
+  retry: { attempts: number; initial: number; max: number };
+  /** Topic that receives messages after the last attempt or a 4xx. */
+  deadLetter: string | undefined;
+  /** JetStream stream to consume from; default: the stream covering the topic (created if none). */
+  stream: string | undefined;
+}
+
+/** One message on its way to the app. */
+export interface Delivery {
+  /** The message id (ce-id): the publisher's, or assigned at publish. */
+  id: string;
+  /** The subject it was published on. */
+  topic: string;
+  body: Buffer;
+  /** Headers the publisher sent (content-type, ce-*, x-sidecar-*). */
+  headers: Record<string, string>;
+  /** 1 for the first delivery. */
+  attempt: number;
+}
+
+/** What the relay decided: acknowledge, try again after `delay` ms, or give up (dead-lettered). */
+export type Outcome = { kind: "ack" } | { kind: "retry"; delay: number } | { kind: "dead" };
+
+export type DeliverFn = (d: Delivery) => Promise<Outcome>;
+
+export interface SubscriptionCounters {
+  delivered: number;
+  retried: number;
+  deadLettered: number;
+  inFlight: number;
+}
+
+/** A running subscription, whatever the backend. */
+export interface ActiveSubscription {
+  readonly spec: SubscriptionSpec;
+  /** Stop taking messages (the app is unhealthy); messages wait (durable) or go to other instances. */
+  pause(): Promise<void>;
+  resume(): void;
+  readonly paused: boolean;
+  /** Stop taking messages and let deliveries in flight finish, up to `timeout` ms. Idempotent. */
+  stop(timeout: number): Promise<void>;
+}
+
+export interface PublishResult {
+  id: string;
+  /** True when JetStream stored the message (a stream covers the topic). */
+  stored: boolean;
+  /** The stream that stored it. */
+  stream?: string | undefined;
+}
+
+export type BrokerStatus = "connected" | "disconnected" | "closed";
+
+/** A broker backend. Implementations: NatsBroker (nats.ts: core + JetStream), LocalBroker (local.ts). */
+export interface Broker {
+  readonly kind: string;
+  /** Resolves once the broker has the message (for a stored topic: once JetStream stored it). */
+  publish(topic: string, body: Buffer, headers: Record<string, string>): Promise<PublishResult>;
+  subscribe(spec: SubscriptionSpec, deliver: DeliverFn): Promise<ActiveSubscription>;
+  status(): BrokerStatus;
+  close(): Promise<void>;
+}
+
+const TOKEN = /^[^\s.*>]+$/;
+
+/** NATS subject rules: dot-separated non-empty tokens, no whitespace; `*` and a final `>` only where wildcards are allowed. */
+export function isValidSubject(subject: unknown, wildcards: boolean): subject is string {
+  if (typeof subject !== "string" || subject.length === 0 || subject.length > 255) return false;
+  const tokens = subject.split(".");
+  return tokens.every((t, i) => TOKEN.test(t) || (wildcards && (t === "*" || (t === ">" && i === tokens.length - 1))));
+}
+
+/** Does `subject` match `pattern` (NATS wildcards)? */
+export function subjectMatches(pattern: string, subject: string): boolean {
+  const p = pattern.split(".");
+  const s = subject.split(".");
+  for (let i = 0; i < p.length; i++) {
+    if (p[i] === ">") return s.length > i;
+    if (i >= s.length || (p[i] !== "*" && p[i] !== s[i])) return false;
+  }
+  return p.length === s.length;
+}
