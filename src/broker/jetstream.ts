@@ -60,7 +60,9 @@ export class JetStreamSubscription implements ActiveSubscription {
   static async start(js: JetStreamClient, jsm: JetStreamManager, spec: SubscriptionSpec, deliver: DeliverFn, defaults: StreamDefaults, log: Logger): Promise<JetStreamSubscription> {
     const stream = await ensureStream(jsm, spec, defaults, log);
     const durable = consumerName(spec);
-    const ackWait = nanos(Math.max(30_000, spec.timeout * 2));
+    // Long enough for one delivery to finish (its timeout) with room to spare; a sidecar that dies
+    // mid-delivery gets its messages redelivered to the others after this.
+    const ackWait = nanos(spec.timeout * 2 + 1_000);
     try {
       await jsm.consumers.add(stream, {
         durable_name: durable,

@@ -19,6 +19,8 @@ export class TestApp {
   healthChecks = 0;
   /** What GET /sidecar/subscriptions answers (404 when undefined). */
   subscriptions: unknown[] | undefined;
+  /** When set, decides the status of each call (undefined: the normal answer). */
+  respond: ((call: ReceivedCall) => number | undefined) | undefined;
   /** When set, every call (not health checks) answers this status. */
   failStatus: number | undefined;
   /** Requests whose connection closed before the app answered (the caller gave up). */
@@ -42,7 +44,13 @@ export class TestApp {
           res.writeHead(this.healthy ? 200 : 503).end(this.healthy ? "ok" : "unhealthy");
           return;
         }
-        this.calls.push({ method: req.method ?? "", path: req.url ?? "", headers: req.headers, body });
+        const call = { method: req.method ?? "", path: req.url ?? "", headers: req.headers, body };
+        this.calls.push(call);
+        const chosen = this.respond?.(call);
+        if (chosen !== undefined) {
+          res.writeHead(chosen, { "content-type": "text/plain" }).end(`answered ${chosen}`);
+          return;
+        }
         if (this.failStatus !== undefined) {
           res.writeHead(this.failStatus, { "content-type": "text/plain" }).end(`failing with ${this.failStatus}`);
           return;
@@ -88,6 +96,11 @@ export class TestApp {
   /** Calls received other than health checks. */
   callCount(): number {
     return this.calls.length;
+  }
+
+  /** Calls received on one path (e.g. deliveries to /events/orders). */
+  callsTo(path: string): ReceivedCall[] {
+    return this.calls.filter((c) => c.path === path);
   }
 
   async stop(): Promise<void> {
