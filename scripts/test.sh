@@ -16,4 +16,4 @@ fi
 
 npm run --silent build
 npx tsc -p tsconfig.test.json
-exec node --import tsx --test "$@" test/unit/*.test.ts test/integration/*.test.ts
+exec node --import tsx --test --test-timeout=120000 "$@" test/unit/*.test.ts test/integration/*.test.ts

@@ -1,5 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
+import { mkdtempSync } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadConfig } from "../../src/config/index.js";
@@ -8,6 +10,7 @@ import { Sidecar } from "../../src/sidecar.js";
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const CLI = path.join(ROOT, "dist", "cli.js");
+const EMPTY_DIR = mkdtempSync(path.join(os.tmpdir(), "sidecar-cwd-"));
 
 /** Poll `cond` every 10 ms until it holds; fail with `what` after `timeout` ms. Never a blind sleep. */
 export async function waitFor<T>(cond: () => T | Promise<T>, what: string, timeout = 5_000): Promise<NonNullable<T>> {
@@ -73,8 +76,9 @@ export class SidecarProcess {
   }
 
   static spawn(args: string[], env: NodeJS.ProcessEnv = {}): SidecarProcess {
+    // An empty working directory: the repository's example sidecar.yaml must not leak into tests.
     const proc = spawn(process.execPath, [CLI, ...args], {
-      cwd: ROOT,
+      cwd: EMPTY_DIR,
       env: { PATH: process.env.PATH, ...env },
       stdio: ["ignore", "pipe", "pipe"],
     });
