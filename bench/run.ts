@@ -7,11 +7,17 @@ import os from "node:os";
 import path from "node:path";
 import { ROOT, requireWrk, SECONDS } from "./lib.js";
 import { proxyLibsBench } from "./proxy-libs.js";
+import { relayBench } from "./relay.js";
 import { rpcBench } from "./rpc.js";
 
 async function main(): Promise<void> {
   requireWrk();
-  const sections = [...(await rpcBench()), ...(await proxyLibsBench())];
+  const only = process.env.BENCH_ONLY;
+  const sections = [
+    ...(!only || only === "rpc" ? await rpcBench() : []),
+    ...(!only || only === "relay" ? await relayBench() : []),
+    ...(!only || only === "proxy-libs" ? await proxyLibsBench() : []),
+  ];
   const cpu = os.cpus()[0]?.model ?? "unknown CPU";
   const lines = [
     "# Benchmarks",

@@ -8,7 +8,9 @@ import type { DeliverFn, Delivery, SubscriptionSpec } from "./types.js";
  * waiting for a retry is logged by id as lost (it was only ever in this process).
  */
 export class InProcessDeliveries {
+  /** FIFO with a moving head: Array.shift() is O(n), and a burst can queue thousands. */
   #queue: Delivery[] = [];
+  #head = 0;
   #inFlight = 0;
   #retries = new Map<NodeJS.Timeout, Delivery>();
   #paused = false;
@@ -31,8 +33,13 @@ export class InProcessDeliveries {
   }
 
   #pump(): void {
-    while (!this.#paused && this.#inFlight < this.spec.maxInFlight && this.#queue.length > 0) {
-      const d = this.#queue.shift()!;
+    while (!this.#paused && this.#inFlight < this.spec.maxInFlight && this.#head < this.#queue.length) {
+      const d = this.#queue[this.#head]!;
+      this.#queue[this.#head++] = undefined as unknown as Delivery;
+      if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
+        this.#queue = this.#queue.slice(this.#head);
+        this.#head = 0;
+      }
       this.#inFlight += 1;
       void this.#run(d);
     }
@@ -75,10 +82,11 @@ export class InProcessDeliveries {
       await Promise.race([new Promise<void>((r) => this.#idle.push(r)), new Promise<void>((r) => (timer = setTimeout(r, timeout)))]);
       clearTimeout(timer);
     }
-    const lost = [...this.#queue, ...this.#retries.values()];
+    const lost = [...this.#queue.slice(this.#head), ...this.#retries.values()];
     for (const t of this.#retries.keys()) clearTimeout(t);
     this.#retries.clear();
     this.#queue = [];
+    this.#head = 0;
     for (const d of lost) this.log.error("subscription stopped with a message not delivered; dropped (at-most-once)", { subscription: this.spec.name, id: d.id, attempt: d.attempt });
   }
 }

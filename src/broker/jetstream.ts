@@ -89,7 +89,8 @@ export class JetStreamSubscription implements ActiveSubscription {
 
   async #consume(): Promise<void> {
     const consumer = await this.js.consumers.get(this.stream, consumerName(this.spec));
-    const messages = await consumer.consume({ max_messages: this.spec.maxInFlight });
+    // Pull ahead of the deliveries (the server still holds unacknowledged messages to max_ack_pending).
+    const messages = await consumer.consume({ max_messages: Math.max(100, this.spec.maxInFlight * 2) });
     this.#messages = messages;
     this.#loop = (async () => {
       try {
