@@ -24,6 +24,26 @@ export function startPrinting(script: string, args: string[]): Promise<{ proc: C
   });
 }
 
+/** Start `sidecar start` with these --set settings (JSON logs); resolves once it logs `ready`. */
+export function startSidecar(settings: string[], ready: "registered" | "subscribed"): Promise<{ proc: ChildProcess; api: string }> {
+  const proc = spawn(process.execPath, [path.join(ROOT, "dist/cli.js"), "start", ...[...settings, "log.format=json", "log.level=info"].flatMap((s) => ["--set", s])], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  return new Promise((resolve, reject) => {
+    let buf = "";
+    let api = "";
+    proc.stdout!.on("data", (c: Buffer) => {
+      buf += c.toString();
+      for (let nl; (nl = buf.indexOf("\n")) !== -1; buf = buf.slice(nl + 1)) {
+        const line = JSON.parse(buf.slice(0, nl)) as { message: string; api?: string };
+        if (line.message === "listening") api = line.api!;
+        if (line.message === ready) resolve({ proc, api });
+      }
+    });
+    proc.once("exit", (code) => reject(new Error(`sidecar exited with ${code}`)));
+  });
+}
+
 function micros(v: string): number {
   const m = /^([\d.]+)(us|ms|s)$/.exec(v);
   if (!m) return NaN;

@@ -3,14 +3,13 @@
  * answers 204 at once, with 1 and 64 deliveries in flight, for core NATS and JetStream.
  * A real nats-server (Debian's) on loopback; every run is bounded by its message count.
  */
-import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { connect } from "@nats-io/transport-node";
 import { jetstream } from "@nats-io/jetstream";
 import { NatsServer } from "../test/support/nats.js";
-import { ROOT, startPrinting } from "./lib.js";
+import { startPrinting, startSidecar } from "./lib.js";
 
 const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 10_000);
 
@@ -21,24 +20,6 @@ interface RelayResult {
   seconds: number;
 }
 
-function startSubscriber(settings: string[]): Promise<{ proc: ChildProcess; api: string }> {
-  const proc = spawn(process.execPath, [path.join(ROOT, "dist/cli.js"), "start", ...[...settings, "log.format=json", "log.level=info"].flatMap((s) => ["--set", s])], {
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  return new Promise((resolve, reject) => {
-    let buf = "";
-    let api = "";
-    proc.stdout!.on("data", (c: Buffer) => {
-      buf += c.toString();
-      for (let nl; (nl = buf.indexOf("\n")) !== -1; buf = buf.slice(nl + 1)) {
-        const line = JSON.parse(buf.slice(0, nl)) as { message: string; api?: string };
-        if (line.message === "listening") api = line.api!;
-        if (line.message === "subscribed") resolve({ proc, api });
-      }
-    });
-    proc.once("exit", (code) => reject(new Error(`sidecar exited with ${code}`)));
-  });
-}
 
 async function count(port: number): Promise<{ count: number; last: number }> {
   return (await (await fetch(`http://127.0.0.1:${port}/count`)).json()) as { count: number; last: number };
@@ -70,7 +51,7 @@ async function runCase(nats: NatsServer, durable: boolean, inFlight: number, tmp
   ];
   const nc = await connect({ servers: nats.url });
   const body = new TextEncoder().encode(JSON.stringify({ hello: "world" }));
-  let sidecar = await startSubscriber(settings);
+  let sidecar = await startSidecar(settings, "subscribed");
   try {
     let t0: number;
     if (durable) {
@@ -78,7 +59,7 @@ async function runCase(nats: NatsServer, durable: boolean, inFlight: number, tmp
       await new Promise((r) => sidecar.proc.once("exit", r));
       const js = jetstream(nc);
       for (let i = 0; i < MESSAGES; i += 200) await Promise.all(Array.from({ length: Math.min(200, MESSAGES - i) }, () => js.publish(topic, body)));
-      sidecar = await startSubscriber(settings);
+      sidecar = await startSidecar(settings, "subscribed");
       t0 = Date.now();
     } else {
       t0 = Date.now();

@@ -2,37 +2,18 @@
  * One call through two sidecars (caller → callee) against the same app served directly, in the
  * same run. Everything binds to 127.0.0.1; every load run is bounded by wrk's duration.
  */
-import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { ROOT, startPrinting, table, wrk, type Result } from "./lib.js";
+import { startPrinting, startSidecar, table, wrk, type Result } from "./lib.js";
 
-function startSidecar(settings: string[]): Promise<{ proc: ChildProcess; api: string }> {
-  const proc = spawn(process.execPath, [path.join(ROOT, "dist/cli.js"), "start", ...[...settings, "log.format=json", "log.level=info"].flatMap((s) => ["--set", s])], {
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  return new Promise((resolve, reject) => {
-    let buf = "";
-    let api = "";
-    proc.stdout!.on("data", (c: Buffer) => {
-      buf += c.toString();
-      for (let nl; (nl = buf.indexOf("\n")) !== -1; buf = buf.slice(nl + 1)) {
-        const line = JSON.parse(buf.slice(0, nl)) as { message: string; api?: string };
-        if (line.message === "listening") api = line.api!;
-        if (line.message === "registered") resolve({ proc, api });
-      }
-    });
-    proc.once("exit", (code) => reject(new Error(`sidecar exited with ${code}`)));
-  });
-}
 
 export async function rpcBench(): Promise<string[]> {
   const tmp = mkdtempSync(path.join(os.tmpdir(), "sidecar-bench-"));
   const app = await startPrinting("bench/echo-app.mjs", []);
   const common = [`registry.dir=${path.join(tmp, "registry")}`, "api.port=0", "app.health.path=/health", "app.health.interval=1s"];
-  const callee = await startSidecar([`service.name=echo`, `app.port=${app.port}`, ...common]);
-  const caller = await startSidecar([`service.name=bench`, `app.port=${app.port}`, ...common]);
+  const callee = await startSidecar([`service.name=echo`, `app.port=${app.port}`, ...common], "registered");
+  const caller = await startSidecar([`service.name=bench`, `app.port=${app.port}`, ...common], "registered");
   for (let i = 0; i < 200; i++) {
     if ((await fetch(`http://${caller.api}/registry/echo`)).status === 200) break;
     await new Promise((r) => setTimeout(r, 25));

@@ -2,6 +2,7 @@ import http, { type IncomingMessage, type OutgoingHttpHeaders } from "node:http"
 import type { Readable } from "node:stream";
 import { SidecarError } from "../errors.js";
 import type { Deadline } from "../http/deadline.js";
+import { requestWithDeadline } from "../http/request.js";
 
 export interface AppRequest {
   method: string;
@@ -25,22 +26,13 @@ export class AppClient {
   /** Resolves with the app's response head; the deadline cancels the request (and then the response). */
   send(r: AppRequest): Promise<IncomingMessage> {
     const { service, host, port } = this.o;
-    return new Promise<IncomingMessage>((resolve, reject) => {
-      const out = http.request({ host, port, method: r.method, path: r.path, headers: r.headers, agent: this.#agent });
-      const off = r.deadline.onCancel(() => out.destroy(new Error("call cancelled")));
-      out.once("response", (upstream) => {
-        off();
-        r.deadline.onCancel(() => upstream.destroy());
-        resolve(upstream);
-      });
-      out.once("error", (err: NodeJS.ErrnoException) => {
-        off();
-        if (r.deadline.expired) reject(new SidecarError("TIMEOUT", `the app of '${service}' did not answer within ${r.deadline.ms}ms`, { cause: err }));
-        else if (err.code === "ECONNREFUSED") reject(new SidecarError("APP_UNREACHABLE", `the app of '${service}' refused the connection at ${host}:${port}`, { cause: err }));
-        else reject(new SidecarError("APP_UNREACHABLE", `the call into the app of '${service}' failed: ${err.message}`, { cause: err }));
-      });
-      if (Buffer.isBuffer(r.body)) out.end(r.body);
-      else r.body.pipe(out);
+    const { req, response } = requestWithDeadline({ host, port, method: r.method, path: r.path, headers: r.headers, agent: this.#agent }, r.deadline);
+    if (Buffer.isBuffer(r.body)) req.end(r.body);
+    else r.body.pipe(req);
+    return response.catch((err: NodeJS.ErrnoException) => {
+      if (r.deadline.expired) throw new SidecarError("TIMEOUT", `the app of '${service}' did not answer within ${r.deadline.ms}ms`, { cause: err });
+      if (err.code === "ECONNREFUSED") throw new SidecarError("APP_UNREACHABLE", `the app of '${service}' refused the connection at ${host}:${port}`, { cause: err });
+      throw new SidecarError("APP_UNREACHABLE", `the call into the app of '${service}' failed: ${err.message}`, { cause: err });
     });
   }
 

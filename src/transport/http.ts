@@ -1,4 +1,5 @@
 import http, { type IncomingMessage } from "node:http";
+import { requestWithDeadline } from "../http/request.js";
 import type { NodeRecord } from "../registry/types.js";
 import { TransportError, type OutboundRequest, type Transport } from "./types.js";
 
@@ -31,35 +32,11 @@ export class HttpTransport implements Transport {
 
   send(node: NodeRecord, r: OutboundRequest): Promise<IncomingMessage> {
     const { host, port } = parseAddress(node.address);
-    return new Promise((resolve, reject) => {
-      const req = http.request({
-        host,
-        port,
-        method: r.method,
-        path: r.path,
-        headers: Buffer.isBuffer(r.body) ? { ...r.headers, "content-length": r.body.length } : r.headers,
-        agent: this.#agent,
-      });
-      const off = r.deadline.onCancel(() => req.destroy(new Error("call cancelled")));
-      req.once("response", (res) => {
-        // From here the caller owns the response; cancelling destroys it (and with it the socket).
-        off();
-        r.deadline.onCancel(() => res.destroy());
-        resolve(res);
-      });
-      req.once("error", (err: NodeJS.ErrnoException) => {
-        off();
-        const code = err.code ?? "EUNKNOWN";
-        // A pooled connection the peer closed while idle fails on reuse before the peer read
-        // anything (the keep-alive race): safe to send elsewhere, like a refused connection.
-        const delivered = !(NOT_CONNECTED.has(code) || (req.reusedSocket && (code === "ECONNRESET" || code === "EPIPE")));
-        reject(new TransportError(`${node.address}: ${err.message}`, { delivered, code, cause: err }));
-      });
-      const body = r.body;
-      if (Buffer.isBuffer(body)) {
-        req.end(body);
-        return;
-      }
+    const body = r.body;
+    const headers = Buffer.isBuffer(body) ? { ...r.headers, "content-length": body.length } : r.headers;
+    const { req, response } = requestWithDeadline({ host, port, method: r.method, path: r.path, headers, agent: this.#agent }, r.deadline);
+    if (Buffer.isBuffer(body)) req.end(body);
+    else {
       // Start streaming only once connected: a refused connection leaves the body untouched,
       // so the call can still go to another node.
       req.once("socket", (socket) => {
@@ -71,6 +48,13 @@ export class HttpTransport implements Transport {
         if (socket.connecting) socket.once("connect", go);
         else go();
       });
+    }
+    return response.catch((err: NodeJS.ErrnoException) => {
+      const code = err.code ?? "EUNKNOWN";
+      // A pooled connection the peer closed while idle fails on reuse before the peer read
+      // anything (the keep-alive race): safe to send elsewhere, like a refused connection.
+      const delivered = !(NOT_CONNECTED.has(code) || (req.reusedSocket && (code === "ECONNRESET" || code === "EPIPE")));
+      throw new TransportError(`${node.address}: ${err.message}`, { delivered, code, cause: err });
     });
   }
 
