@@ -1,24 +1,36 @@
 #!/usr/bin/env node
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { CLIENT_COMMANDS, DEFAULT_URL, runClientCommand } from "./client-commands.js";
 import { ConfigError, loadConfig } from "./config/index.js";
 import { createLogger } from "./log.js";
 import { Sidecar } from "./sidecar.js";
 
 const USAGE = `Usage: sidecar start [--config FILE] [--set key.path=value ...]
+       sidecar call <service> <endpoint> [json] | publish <topic> [data] | services [--url URL]
 
 Runs the sidecar beside an app. Config comes from FILE (default: $SIDECAR_CONFIG, then
 ./sidecar.yaml), then SIDECAR_* environment variables (SIDECAR_APP_PORT=5000), then --set flags.
 
 Commands:
-  start          run the sidecar (until SIGTERM or SIGINT)
-  check-config   validate the config and print it resolved (secrets hidden), then exit
+  start                            run the sidecar (until SIGTERM or SIGINT)
+  check-config                     validate the config and print it resolved (secrets hidden)
+  call <service> <endpoint> [json] call a service through a running sidecar, print the answer
+  publish <topic> [data]           publish through a running sidecar (JSON data is sent as JSON)
+  services                         list the registered services and their nodes
 
 Options:
   -c, --config FILE        config file
   -s, --set key=value      override one key, e.g. --set app.port=5000 (repeatable)
+  -u, --url URL            the running sidecar for call/publish/services (default: $SIDECAR_URL, then ${DEFAULT_URL})
+  -t, --timeout MS         call: the call's deadline in milliseconds
+      --content-type TYPE  publish: the data's content type
   -h, --help               this text
   -v, --version            print the version
+
+Examples:
+  sidecar call greeter Greeter.Hello '{"name": "Ada"}'
+  sidecar publish orders.created '{"id": 42}'
 `;
 
 function version(): string {
@@ -41,6 +53,9 @@ async function main(argv: string[]): Promise<number> {
       options: {
         config: { type: "string", short: "c" },
         set: { type: "string", short: "s", multiple: true },
+        url: { type: "string", short: "u" },
+        timeout: { type: "string", short: "t" },
+        "content-type": { type: "string" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean", short: "v" },
       },
@@ -59,6 +74,10 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const command = positionals[0];
+  if (command !== undefined && command in CLIENT_COMMANDS) {
+    const url = (values.url ?? process.env.SIDECAR_URL ?? DEFAULT_URL).replace(/\/+$/, "");
+    return runClientCommand(command, { url, timeout: values.timeout, contentType: values["content-type"] }, positionals.slice(1));
+  }
   if (command !== "start" && command !== "check-config") {
     process.stderr.write(`sidecar: ${command ? `unknown command '${command}'` : "no command given"}\n\n${USAGE}`);
     return 2;

@@ -46,7 +46,7 @@ export function testSettings(o: { service: string; appPort: number; registry: { 
 
 /** An in-process sidecar (fast; for most tests). Logs go nowhere unless SIDECAR_TEST_LOG is set. */
 export async function startSidecar(settings: string[]): Promise<Sidecar> {
-  const { config } = loadConfig({ set: settings, env: {} });
+  const { config } = loadConfig({ set: settings, env: {}, cwd: EMPTY_DIR });
   const log = process.env.SIDECAR_TEST_LOG ? createLogger({ level: "debug", format: "pretty", stream: process.stderr }) : silentLogger();
   const sidecar = new Sidecar(config, log);
   await sidecar.start();
