@@ -12,4 +12,10 @@ describe("language clients", () => {
     assert.match(r.stderr, /Ran \d+ tests/);
     assert.match(r.stderr, /\nOK\n?$/);
   });
+
+  it("Java client: built with the JDK alone, tested against a real sidecar", () => {
+    const r = spawnSync("bash", ["build.sh", "test"], { cwd: path.join(ROOT, "clients/java"), encoding: "utf8", timeout: 120_000 });
+    assert.equal(r.status, 0, `clients/java/build.sh test failed:\n${r.stdout}\n${r.stderr}`);
+    assert.match(r.stdout, /^\d+ passed, 0 failed$/m);
+  });
 });
