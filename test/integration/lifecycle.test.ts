@@ -1,21 +1,13 @@
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { Sidecar } from "../../src/sidecar.js";
 import { TestApp } from "../support/app.js";
+import { freePort } from "../support/ports.js";
 import { apiUrl, rpc, SidecarProcess, startSidecar, testSettings, waitFor } from "../support/sidecar.js";
 
-/** A port nothing listens on (bound once, then released). */
-async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", () => r()));
-  const { port } = srv.address() as net.AddressInfo;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
-}
 
 describe("the sidecar process: start-up, config errors, draining (local registry)", () => {
   let dir: string;

@@ -1,0 +1,71 @@
+import assert from "node:assert/strict";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { after, before, describe, it } from "node:test";
+import { NatsServer } from "../support/nats.js";
+import { freePort } from "../support/ports.js";
+import { ROOT, SidecarProcess, waitFor } from "../support/sidecar.js";
+
+/** A process whose output is kept, for the examples. */
+function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, cwd: string): { proc: ChildProcess; out: () => string } {
+  const proc = spawn(cmd, args, { cwd, env: { PATH: process.env.PATH, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  proc.stdout!.on("data", (c: Buffer) => (out += c.toString()));
+  proc.stderr!.on("data", (c: Buffer) => (out += c.toString()));
+  return { proc, out: () => out };
+}
+
+/** The examples as real processes, each beside its sidecar, on a real nats-server. */
+describe("examples: Python greeter and Java caller through their sidecars", () => {
+  let nats: NatsServer;
+  let tmp: string;
+  const procs: ChildProcess[] = [];
+  const sidecars: SidecarProcess[] = [];
+  let greeterPort: number;
+  let caller: ReturnType<typeof run>;
+  let greeter: ReturnType<typeof run>;
+
+  before(async () => {
+    nats = await NatsServer.start();
+    tmp = mkdtempSync(path.join(os.tmpdir(), "sidecar-examples-"));
+    const build = spawnSync("bash", ["examples/java-caller/build.sh"], { cwd: ROOT, encoding: "utf8" });
+    assert.equal(build.status, 0, build.stderr);
+
+    greeterPort = await freePort();
+    greeter = run("python3", ["examples/python-greeter/greeter.py"], { APP_PORT: String(greeterPort) }, ROOT);
+    procs.push(greeter.proc);
+    const common = [`nats.servers=${nats.url}`, "inbound.host=127.0.0.1", "inbound.port=0", "log.format=json"];
+    const flags = (file: string, extra: string[]) => ["start", "--config", path.join(ROOT, file), ...[...common, ...extra].flatMap((s) => ["--set", s])];
+    const g = SidecarProcess.spawn(flags("examples/python-greeter/sidecar.yaml", [`app.port=${greeterPort}`, "api.port=0"]));
+    sidecars.push(g);
+    await g.waitForLog("registered", 15_000);
+
+    const callerPort = await freePort();
+    const callerApi = await freePort();
+    const c = SidecarProcess.spawn(flags("examples/java-caller/sidecar.yaml", [`app.port=${callerPort}`, `api.port=${callerApi}`]));
+    sidecars.push(c);
+    caller = run("java", ["-cp", "build", "Caller"], { APP_PORT: String(callerPort), SIDECAR_URL: `http://127.0.0.1:${callerApi}`, CALLER_ROUNDS: "3", CALLER_INTERVAL_MS: "100" }, path.join(ROOT, "examples/java-caller"));
+    procs.push(caller.proc);
+    await c.waitForLog("registered", 15_000);
+  });
+
+  after(async () => {
+    for (const p of procs) p.kill("SIGTERM");
+    for (const s of sidecars) s.kill("SIGTERM");
+    await Promise.all(sidecars.map((s) => s.exit()));
+    await nats.stop();
+    rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it("the Java caller's calls reach the Python greeter and its orders reach the greeter's subscription", async () => {
+    await waitFor(() => caller.out().includes("caller: done"), "the caller's three rounds", 20_000);
+    for (const i of [1, 2, 3]) assert.match(caller.out(), new RegExp(`caller: greeter answered Hello Java #${i}\\n`));
+    assert.match(greeter.out(), /greeter: Hello Java #1 \(called by caller\)/);
+    await waitFor(async () => ((await (await fetch(`http://127.0.0.1:${greeterPort}/stats`)).json()) as { orders: number }).orders === 3, "three orders at the greeter", 10_000);
+    const stats = (await (await fetch(`http://127.0.0.1:${greeterPort}/stats`)).json()) as { last: { id: number; item: string } };
+    assert.deepEqual(stats.last, { id: 3, item: "book" });
+    assert.match(greeter.out(), /greeter: received order \{'id': 1, 'item': 'book'\} \(message [0-9a-f-]{36}, attempt 1\)/);
+  });
+});
