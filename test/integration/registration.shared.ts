@@ -46,7 +46,7 @@ export function registrationSuite(backend: Backend): void {
       caller = await startSidecar(settings("client", callerApp));
       sidecars.push(s1, s2, caller);
       base = apiUrl(caller);
-      await waitFor(async () => (await registryNodes(base, "greeter")).length === 2, "both greeter nodes in the caller's view");
+      await waitFor(async () => (await registryNodes(base, "greeter")).length === 2 && (await registryNodes(base, "client")).length === 1, "both greeter nodes and the caller itself in the caller's view");
     });
 
     after(async () => {
