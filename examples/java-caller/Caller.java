@@ -47,5 +47,6 @@ public final class Caller {
             Thread.sleep(interval);
         }
         System.out.println("caller: done");
+        health.stop(0);
     }
 }

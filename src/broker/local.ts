@@ -70,6 +70,9 @@ export class LocalBroker implements Broker {
       this.#subs = this.#subs.filter((s) => s !== sub);
     });
     this.#subs.push(sub);
+    if (spec.durable) {
+      this.log.warn("durable: true needs a NATS broker (JetStream); on the local broker this subscription is at-most-once", { subscription: spec.name });
+    }
     this.log.info("subscribed", { subscription: spec.name, topic: spec.topic, broker: "local", maxInFlight: spec.maxInFlight });
     return sub;
   }

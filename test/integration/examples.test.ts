@@ -68,4 +68,13 @@ describe("examples: Python greeter and Java caller through their sidecars", () =
     assert.deepEqual(stats.last, { id: 3, item: "book" });
     assert.match(greeter.out(), /greeter: received order \{'id': 1, 'item': 'book'\} \(message [0-9a-f-]{36}, attempt 1\)/);
   });
+
+  it("npm run demo runs the same topology as local processes and stops cleanly", () => {
+    const r = spawnSync(process.execPath, ["--import", "tsx", "scripts/demo.ts"], { cwd: ROOT, encoding: "utf8", env: { ...process.env, DEMO_ROUNDS: "1" }, timeout: 60_000 });
+    const out = r.stdout.replace(/\x1b\[[0-9;]*m/g, "");
+    assert.equal(r.status, 0, `${out}\n${r.stderr}`);
+    assert.match(out, /\[caller\] caller: greeter answered Hello Java #1/);
+    assert.match(out, /\[greeter\] greeter: received order \{'id': 1, 'item': 'book'\}/);
+    assert.match(out, /\[demo\] stopped\n$/);
+  });
 });
