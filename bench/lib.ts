@@ -1,5 +1,6 @@
 /** Shared pieces of the benchmarks: child processes, wrk runs and their parsing, tables. */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -11,6 +12,7 @@ export interface Result {
   connections: number;
   rps: number;
   p50: number;
+  p90: number;
   p99: number;
   errors: string;
 }
@@ -55,19 +57,29 @@ export function wrk(name: string, url: string, connections: number, luaFile: str
   const out = execFileSync("wrk", ["-t", "1", "-c", String(connections), "-d", `${seconds}s`, "--latency", "-s", luaFile, url], { encoding: "utf8" });
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1]);
   const p50 = micros(/^\s+50%\s+(\S+)/m.exec(out)?.[1] ?? "");
+  const p90 = micros(/^\s+90%\s+(\S+)/m.exec(out)?.[1] ?? "");
   const p99 = micros(/^\s+99%\s+(\S+)/m.exec(out)?.[1] ?? "");
   const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1];
   const sock = /Socket errors: (.*)/.exec(out)?.[1];
   const errors = [non2xx ? `${non2xx} non-2xx` : "", sock ? `socket: ${sock}` : ""].filter(Boolean).join("; ") || "none";
-  return { name, connections, rps, p50, p99, errors };
+  return { name, connections, rps, p50, p90, p99, errors };
 }
 
+/** wrk from Debian's package: installed when missing and we may (root), else a clear error. */
 export function requireWrk(): void {
-  try {
-    execFileSync("wrk", ["-v"], { stdio: "ignore" });
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") throw new Error("wrk is not installed: apt-get install -y wrk");
-  }
+  const present = () => {
+    try {
+      execFileSync("wrk", ["-v"], { stdio: "ignore" });
+      return true;
+    } catch (err) {
+      return (err as NodeJS.ErrnoException).code !== "ENOENT";
+    }
+  };
+  if (present()) return;
+  if (process.getuid?.() !== 0) throw new Error("wrk is not installed: sudo apt-get install -y wrk");
+  process.stderr.write("wrk not found: installing Debian's wrk package\n");
+  execFileSync("bash", ["-c", "DEBIAN_FRONTEND=noninteractive apt-get update -qq && apt-get install -y -qq wrk >/dev/null"], { stdio: "inherit" });
+  if (!present()) throw new Error("wrk could not be installed");
 }
 
 /** A markdown table comparing each row with the baseline row of the same connection count. */
@@ -80,4 +92,22 @@ export function table(results: Result[], isBaseline: (r: Result) => boolean): st
     lines.push(`| ${r.name} | ${r.connections} | ${Math.round(r.rps)} | ${ratio} | ${Math.round(r.p50)} µs | ${Math.round(r.p99)} µs | ${added} | ${r.errors} |`);
   }
   return lines;
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc (Linux). */
+export function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+}
+
+/** Resident memory of a process in MiB, from /proc (Linux). */
+export function rssMiB(pid: number): number {
+  const kb = Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1]);
+  return kb / 1024;
+}
+
+/** The fixed-rate load of bench/rate.mjs: latency percentiles (µs) at `rate` requests/s. */
+export function atRate(url: string, rate: number, seconds: number, body: string): { sent: number; ok: number; p50: number; p90: number; p99: number } {
+  const out = execFileSync(process.execPath, [path.join(ROOT, "bench/rate.mjs"), url, String(rate), String(seconds), body], { encoding: "utf8" });
+  return JSON.parse(out) as { sent: number; ok: number; p50: number; p90: number; p99: number };
 }
