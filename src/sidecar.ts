@@ -215,6 +215,8 @@ export class Sidecar {
       } else {
         this.#subscriptions!.resume();
       }
+      // A shutdown that began while we asked the app or subscribed must not be undone by registering.
+      if (this.#draining) return;
       this.#natsInbound?.start();
       await this.#registrar!.up();
     } else {
@@ -241,6 +243,7 @@ export class Sidecar {
     this.#stop.abort();
     await this.#starting?.catch(() => undefined);
     this.#checker?.close();
+    await this.#transitions; // a health transition in progress finishes (and sees #draining) first
     await this.#registrar?.down("shutdown");
     // Stop taking messages; deliveries in flight finish and are acknowledged.
     await this.#subscriptions?.stop(config.shutdownTimeout);
