@@ -13,6 +13,10 @@ import { LocalBroker } from "./broker/local.js";
 import { Relay } from "./broker/relay.js";
 import { askApp, resolveSpec, Subscriptions } from "./broker/subscriptions.js";
 import { HealthChecker, type AppHealth } from "./health/checker.js";
+import { SidecarError } from "./errors.js";
+import { Secret } from "./http/auth.js";
+import { requestIdOf } from "./http/headers.js";
+import { sendError } from "./http/reply.js";
 import { Listener } from "./http/listener.js";
 import { AppClient } from "./inbound/app-client.js";
 import { InboundGate } from "./inbound/gate.js";
@@ -117,8 +121,9 @@ export class Sidecar {
     await this.#view.start();
     // Calls go out over the transport each callee's record names: http always, nats when connected to NATS.
     const nats = config.transport.kind === "nats" || config.registry.kind === "nats" ? await this.#natsClient() : undefined;
-    this.#transports.set("http", new HttpTransport());
-    if (nats) this.#transports.set("nats", new NatsTransport(nats));
+    this.#transports.set("http", new HttpTransport({ meshToken: config.mesh.token }));
+    if (nats) this.#transports.set("nats", new NatsTransport(nats, config.mesh.token));
+    const mesh = new Secret(config.mesh.token);
     this.#selector = new Selector(config.selector, systemClock, log.child({ component: "selector" }));
     const caller = new Caller(this.#view, this.#selector, this.#transports, config.service.name);
     const view = this.#view;
@@ -126,13 +131,13 @@ export class Sidecar {
     view.onChange((service) => sel.prune(service, view.nodes(service)));
 
     const broker = (this.#broker = await createBroker({ config, log: log.child({ component: "broker" }), view, nats: () => this.#natsClient() }));
-    this.#relay = new Relay({ app: config.app, service: config.service.name, log: log.child({ component: "relay" }), broker: () => broker });
+    this.#relay = new Relay({ app: config.app, service: config.service.name, appToken: config.app.token, log: log.child({ component: "relay" }), broker: () => broker });
     this.#subscriptions = new Subscriptions(broker, this.#relay, log.child({ component: "subscriptions" }));
     this.#subscriptions.add(config.subscriptions.map((c) => resolveSpec(c, { service: config.service.name, timeout: config.calls.timeout })));
 
-    this.#checker = new HealthChecker({ host: config.app.host, port: config.app.port, ...config.app.health }, log.child({ component: "health" }));
+    this.#checker = new HealthChecker({ host: config.app.host, port: config.app.port, token: config.app.token, ...config.app.health }, log.child({ component: "health" }));
     this.#gate = new InboundGate({ service: config.service.name, accepting: () => this.#checker?.state === "passing", maxConcurrency: config.app.maxConcurrency });
-    this.#appClient = new AppClient({ service: config.service.name, host: config.app.host, port: config.app.port });
+    this.#appClient = new AppClient({ service: config.service.name, host: config.app.host, port: config.app.port, token: config.app.token });
     const inbound = new InboundHandler({
       service: config.service.name,
       app: this.#appClient,
@@ -140,6 +145,8 @@ export class Sidecar {
       defaultTimeout: config.calls.timeout,
       deliveries: broker instanceof LocalBroker ? (topic, body, headers) => broker.receive(topic, body, headers) : undefined,
       maxBody: config.api.maxBody,
+      mesh,
+      allow: config.inbound.allow,
       log: log.child({ component: "inbound" }),
     });
     this.#inboundListener = new Listener("inbound", inbound.handle);
@@ -161,11 +168,21 @@ export class Sidecar {
       log.child({ component: "api" }),
     );
     const publish = publishHandler({ broker, service: config.service.name, maxBody: config.api.maxBody, log: log.child({ component: "publish" }) });
-    const proxy = proxyHandler({ caller, defaultTimeout: config.calls.timeout, log: log.child({ component: "proxy" }) });
+    // With api.token, the app's Authorization header is for its sidecar: it does not travel on.
+    const proxy = proxyHandler({ caller, defaultTimeout: config.calls.timeout, dropAuthorization: config.api.token !== undefined, log: log.child({ component: "proxy" }) });
+    const apiToken = new Secret(config.api.token);
+    const apiLog = log.child({ component: "api" });
     // The hot routes are answered by plain node:http; express sees only the management surface.
-    this.#apiListener = new Listener("api", (req: IncomingMessage, res: ServerResponse) =>
-      under("/rpc", req.url) ? rpc(req, res) : under("/proxy", req.url) ? proxy(req, res) : under("/publish", req.url) ? publish(req, res) : mgmt(req, res),
-    );
+    this.#apiListener = new Listener("api", (req: IncomingMessage, res: ServerResponse) => {
+      if (apiToken.required && !under("/health", req.url) && !apiToken.acceptsBearer(req.headers.authorization)) {
+        const err = new SidecarError("UNAUTHORIZED", "this sidecar requires Authorization: Bearer <api.token>", { headers: { "www-authenticate": 'Bearer realm="sidecar"' } });
+        return sendError(res, err, requestIdOf(req), apiLog);
+      }
+      if (under("/rpc", req.url)) rpc(req, res);
+      else if (under("/proxy", req.url)) proxy(req, res);
+      else if (under("/publish", req.url)) publish(req, res);
+      else mgmt(req, res);
+    });
     const api = await this.#apiListener.start(config.api.host, config.api.port);
 
     this.#node = {
@@ -181,7 +198,7 @@ export class Sidecar {
     };
     this.#registrar = new Registrar(this.#registry, this.#node, config.registry.ttl, log.child({ component: "registrar" }));
     if (config.transport.kind === "nats" && nats) {
-      this.#natsInbound = new NatsInbound(nats, { service: config.service.name, nodeId: this.#node.id, app: this.#appClient, gate: this.#gate, defaultTimeout: config.calls.timeout, log: log.child({ component: "nats-inbound" }) });
+      this.#natsInbound = new NatsInbound(nats, { service: config.service.name, nodeId: this.#node.id, app: this.#appClient, gate: this.#gate, defaultTimeout: config.calls.timeout, mesh, allow: config.inbound.allow, log: log.child({ component: "nats-inbound" }) });
     }
     this.#checker.on("change", (state, reason) => {
       // One transition at a time, in order: a quick fail/pass never leaves things half done.

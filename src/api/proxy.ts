@@ -12,11 +12,14 @@ import { checkTimeoutHeader, keyOf } from "./rpc.js";
 export interface ProxyOptions {
   caller: Caller;
   defaultTimeout: number;
+  /** Drop the app's Authorization header (it carries api.token, meant for this sidecar). */
+  dropAuthorization: boolean;
   log: Logger;
 }
 
 /** Our own control headers: they steer this sidecar and do not travel on. */
-const DROP = new Set<string>(["host", H.timeout, H.retries, H.service, H.caller, H.refused, DELIVER_HEADER]);
+const DROP = new Set<string>(["host", H.timeout, H.retries, H.service, H.caller, H.refused, H.meshToken, H.appToken, DELIVER_HEADER]);
+const DROP_WITH_AUTH = new Set<string>([...DROP, "authorization"]);
 const CLEAN_PATH = /^[\x21-\x7e]*$/;
 
 /** X-Forwarded-* for the callee app (appending to what an earlier proxy set). */
@@ -48,7 +51,7 @@ export function proxyHandler(o: ProxyOptions): (req: IncomingMessage, res: Serve
     if (!CLEAN_PATH.test(path) || path.split("?")[0]!.split("/").some((seg) => seg === ".." || seg === ".")) {
       throw new SidecarError("INVALID_REQUEST", `path ${show(path)} is not a clean path (printable characters, no '.' or '..' segments)`);
     }
-    const headers = endToEnd(req.headers, DROP);
+    const headers = endToEnd(req.headers, o.dropAuthorization ? DROP_WITH_AUTH : DROP);
     forwarded(req, headers);
     await o.caller.call(
       {

@@ -17,7 +17,7 @@ export interface BrokerDeps {
 
 /** Broker factories keyed by `broker.kind`. */
 export const BROKERS: Record<Config["broker"]["kind"], (deps: BrokerDeps) => Promise<Broker>> = {
-  local: async ({ view, log }) => new LocalBroker(view, log),
+  local: async ({ config, view, log }) => new LocalBroker(view, log, config.mesh.token),
   nats: async ({ config, log, nats }) => NatsBroker.open(await nats(), { maxAge: config.broker.streamMaxAge, replicas: config.broker.streamReplicas }, log),
 };
 

@@ -21,11 +21,12 @@ export class LocalBroker implements Broker {
   #rotation = new Map<string, number>();
   #subs: LocalSubscription[] = [];
 
-  constructor(private readonly view: RegistryView, private readonly log: Logger) {}
+  constructor(private readonly view: RegistryView, private readonly log: Logger, private readonly meshToken?: string) {}
 
   async publish(topic: string, body: Buffer, headers: Record<string, string>): Promise<PublishResult> {
     const id = headers["ce-id"] || randomUUID();
-    const sent = { ...headers, "ce-id": id, [DELIVER_HEADER]: topic };
+    const sent: Record<string, string> = { ...headers, "ce-id": id, [DELIVER_HEADER]: topic };
+    if (this.meshToken) sent["x-sidecar-mesh-token"] = this.meshToken;
     for (const service of this.view.services()) {
       const nodes = this.view.nodes(service).filter((n) => n.subscriptions.some((p) => subjectMatches(p, topic)));
       if (nodes.length === 0) continue;

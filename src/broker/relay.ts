@@ -9,7 +9,8 @@ export const DEAD = { reason: "x-sidecar-dead-reason", topic: "x-sidecar-origina
 export interface RelayOptions {
   app: { host: string; port: number };
   service: string;
-  /** Sent to the app as x-sidecar-app-token when set (security issue); unused for now. */
+  /** app.token, sent to the app as x-sidecar-app-token. */
+  appToken?: string | undefined;
   log: Logger;
   /** Where dead letters are published. */
   broker: () => Broker;
@@ -49,6 +50,7 @@ export class Relay {
     headers["x-sidecar-attempt"] = String(d.attempt);
     headers["x-sidecar-subscription"] = spec.name;
     headers["content-length"] = d.body.length;
+    if (this.o.appToken) headers["x-sidecar-app-token"] = this.o.appToken;
     return new Promise((resolve) => {
       const req = http.request({ host: this.o.app.host, port: this.o.app.port, method: "POST", path: spec.path, headers, agent: this.#agent, timeout: spec.timeout }, (res) => {
         res.resume();

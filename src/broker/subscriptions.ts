@@ -21,9 +21,10 @@ export function resolveSpec(c: SubscriptionConfig, defaults: { service: string; 
 }
 
 /** GET http://app/sidecar/subscriptions (DESIGN §5): the app's own subscriptions; 404 or nothing listening = none. */
-export function askApp(app: { host: string; port: number }, log: Logger): Promise<SubscriptionConfig[]> {
+export function askApp(app: { host: string; port: number; token?: string | undefined }, log: Logger): Promise<SubscriptionConfig[]> {
   return new Promise((resolve) => {
-    const req = http.get({ host: app.host, port: app.port, path: "/sidecar/subscriptions", timeout: 2_000, agent: false }, (res) => {
+    const headers = app.token ? { "x-sidecar-app-token": app.token } : undefined;
+    const req = http.get({ host: app.host, port: app.port, path: "/sidecar/subscriptions", timeout: 2_000, agent: false, headers }, (res) => {
       const chunks: Buffer[] = [];
       res.on("data", (c: Buffer) => chunks.push(c));
       res.on("end", () => {

@@ -103,8 +103,9 @@ function describeIssue(issue: z.core.$ZodIssue, merged: Obj, originOf: (p: strin
     });
   }
   const value = getPath(merged, issue.path);
+  const secret = /token|password/i.test(String(issue.path.at(-1) ?? ""));
   if (value === undefined) return [`${originOf(at)}: ${at}: required key is missing (${issue.message.replace(/, received undefined$/, "")})`];
-  return [`${originOf(at)}: ${at}: got ${show(value)}: ${issue.message}`];
+  return [`${originOf(at)}: ${at}: got ${secret ? "(a value, hidden: it is a secret)" : show(value)}: ${issue.message}`];
 }
 
 /** Fill in the defaults that depend on other keys, and freeze. */
@@ -120,6 +121,7 @@ function resolve(parsed: ParsedConfig, cwd: string): Config {
       host: parsed.inbound.host ?? (local ? DEFAULTS.inboundHostLocal : DEFAULTS.inboundHostNats),
       port: parsed.inbound.port ?? (local ? DEFAULTS.inboundPortLocal : DEFAULTS.inboundPortNats),
       advertise: parsed.inbound.advertise,
+      allow: parsed.inbound.allow,
     },
     nats: parsed.nats ?? { servers: [...DEFAULTS.natsServers] },
   };

@@ -68,6 +68,7 @@ const subject = (wildcards: boolean) =>
   z.string().refine((v) => isValidSubject(v, wildcards), {
     message: wildcards ? "expected a NATS subject (dot-separated tokens; '*' and a final '>' allowed)" : "expected a NATS subject without wildcards",
   });
+const secret = z.string().min(16, "expected a secret of at least 16 characters").regex(/^[\x21-\x7e]+$/, "expected printable characters without spaces");
 const count = (min: number) => z.number().int(`expected an integer >= ${min}`).min(min, `expected an integer >= ${min}`);
 
 const health = z.strictObject({
@@ -113,6 +114,8 @@ export const configSchema = z.strictObject({
     host: host.default(DEFAULTS.appHost),
     port: port.refine((p) => p > 0, "expected the app's port (1-65535)"),
     health: health.prefault({}),
+    /** Sent to the app as x-sidecar-app-token on every call, delivery and health check. */
+    token: secret.optional(),
     /** Most calls into the app at once (from peers); beyond it: 503 with Retry-After. Default unlimited. */
     maxConcurrency: count(1).optional(),
   }),
@@ -121,6 +124,8 @@ export const configSchema = z.strictObject({
       host: host.default(DEFAULTS.apiHost),
       port: port.default(DEFAULTS.apiPort),
       maxBody: size.default(DEFAULTS.maxBody),
+      /** When set, every route but /health* requires `Authorization: Bearer <token>`. */
+      token: secret.optional(),
     })
     .prefault({}),
   inbound: z
@@ -131,6 +136,14 @@ export const configSchema = z.strictObject({
       port: port.optional(),
       /** host:port written to the registry instead of the bound address (containers, NAT). */
       advertise: z.string().regex(/^[^\s:]+:\d{1,5}$/, "expected host:port").optional(),
+      /** When set, only these calling services are let in (403 otherwise). */
+      allow: z.array(name).optional(),
+    })
+    .default({}),
+  mesh: z
+    .strictObject({
+      /** Shared by the sidecars of a mesh: required from peers on the inbound paths when set. */
+      token: secret.optional(),
     })
     .default({}),
   registry: z
@@ -208,6 +221,6 @@ export type SubscriptionConfig = z.output<typeof subscriptionSchema>;
 export type Config = Omit<ParsedConfig, "registry" | "inbound" | "nats" | "broker"> & {
   broker: Omit<ParsedConfig["broker"], "kind"> & { kind: "local" | "nats" };
   registry: Omit<ParsedConfig["registry"], "kind" | "dir"> & { kind: "local" | "nats"; dir: string };
-  inbound: { host: string; port: number; advertise: string | undefined };
+  inbound: { host: string; port: number; advertise: string | undefined; allow: string[] | undefined };
   nats: NonNullable<ParsedConfig["nats"]>;
 };

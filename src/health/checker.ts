@@ -14,10 +14,12 @@ export interface HealthCheckOptions {
   timeout: number;
   failureThreshold: number;
   successThreshold: number;
+  /** app.token, sent as x-sidecar-app-token with HTTP checks. */
+  token?: string | undefined;
 }
 
 /** One check: resolves when the app passes, rejects with the reason when it does not. */
-export function checkOnce(o: Pick<HealthCheckOptions, "host" | "port" | "path" | "timeout">): Promise<void> {
+export function checkOnce(o: Pick<HealthCheckOptions, "host" | "port" | "path" | "timeout" | "token">): Promise<void> {
   return new Promise((resolve, reject) => {
     if (o.path === undefined) {
       const sock = net.connect({ host: o.host, port: o.port });
@@ -29,7 +31,8 @@ export function checkOnce(o: Pick<HealthCheckOptions, "host" | "port" | "path" |
       sock.once("error", reject);
       return;
     }
-    const req = http.get({ host: o.host, port: o.port, path: o.path, agent: false, timeout: o.timeout }, (res) => {
+    const headers = o.token ? { "x-sidecar-app-token": o.token } : undefined;
+    const req = http.get({ host: o.host, port: o.port, path: o.path, agent: false, timeout: o.timeout, headers }, (res) => {
       res.resume();
       const status = res.statusCode ?? 0;
       if (status >= 200 && status < 300) resolve();

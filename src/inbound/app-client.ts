@@ -2,6 +2,7 @@ import http, { type IncomingMessage, type OutgoingHttpHeaders } from "node:http"
 import type { Readable } from "node:stream";
 import { SidecarError } from "../errors.js";
 import type { Deadline } from "../http/deadline.js";
+import { H } from "../http/headers.js";
 import { requestWithDeadline } from "../http/request.js";
 
 export interface AppRequest {
@@ -21,12 +22,13 @@ export function neverReachedApp(err: unknown): boolean {
 export class AppClient {
   readonly #agent = new http.Agent({ keepAlive: true, maxSockets: 256, scheduling: "lifo" });
 
-  constructor(private readonly o: { service: string; host: string; port: number }) {}
+  constructor(private readonly o: { service: string; host: string; port: number; token?: string | undefined }) {}
 
   /** Resolves with the app's response head; the deadline cancels the request (and then the response). */
   send(r: AppRequest): Promise<IncomingMessage> {
     const { service, host, port } = this.o;
-    const { req, response } = requestWithDeadline({ host, port, method: r.method, path: r.path, headers: r.headers, agent: this.#agent }, r.deadline);
+    const headers = this.o.token ? { ...r.headers, [H.appToken]: this.o.token } : r.headers;
+    const { req, response } = requestWithDeadline({ host, port, method: r.method, path: r.path, headers, agent: this.#agent }, r.deadline);
     if (Buffer.isBuffer(r.body)) req.end(r.body);
     else r.body.pipe(req);
     return response.catch((err: NodeJS.ErrnoException) => {

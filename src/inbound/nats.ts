@@ -8,7 +8,8 @@ import { fromNats, toNats } from "../nats/headers.js";
 import { maxBody, NH, nodeSubject, serviceSubject } from "../transport/nats.js";
 import { neverReachedApp, type AppClient } from "./app-client.js";
 import type { InboundGate } from "./gate.js";
-import { inboundTimeout } from "./server.js";
+import { checkAllowed, inboundTimeout } from "./server.js";
+import type { Secret } from "../http/auth.js";
 
 export interface NatsInboundOptions {
   service: string;
@@ -16,10 +17,12 @@ export interface NatsInboundOptions {
   app: AppClient;
   gate: InboundGate;
   defaultTimeout: number;
+  mesh: Secret;
+  allow?: readonly string[] | undefined;
   log: Logger;
 }
 
-const TO_APP_DROP = new Set<string>([NH.method, NH.path, H.service, "host", "content-length"]);
+const TO_APP_DROP = new Set<string>([NH.method, NH.path, H.service, H.meshToken, "host", "content-length"]);
 
 /**
  * The callee side of the NATS transport: answers requests on `sidecar.node.<id>` and, in queue
@@ -63,6 +66,11 @@ export class NatsInbound {
     if (!msg.reply) return;
     const h = msg.headers;
     const requestId = h?.get(H.requestId) || "";
+    if (!this.o.mesh.accepts(h?.get(H.meshToken) || undefined)) {
+      return this.#fail(msg, new SidecarError("UNAUTHORIZED", "a peer sidecar must send the mesh token (mesh.token)"), false, requestId);
+    }
+    const denied = checkAllowed(this.o.allow, h?.get(H.caller) || undefined, this.o.service);
+    if (denied) return this.#fail(msg, denied, false, requestId);
     const refusal = this.o.gate.enter();
     if (refusal) {
       const err = new SidecarError(refusal.code, refusal.message, refusal.code === "OVERLOADED" ? { headers: { "retry-after": "1" } } : undefined);

@@ -4,6 +4,7 @@ import { Deadline } from "../http/deadline.js";
 import { endToEnd, H, requestIdOf } from "../http/headers.js";
 import { pipeBody } from "../http/pipe.js";
 import { sendError } from "../http/reply.js";
+import type { Secret } from "../http/auth.js";
 import type { Logger } from "../log.js";
 import { neverReachedApp, type AppClient } from "./app-client.js";
 import type { InboundGate, Refusal } from "./gate.js";
@@ -21,11 +22,21 @@ export interface InboundOptions {
   deliveries?: ((topic: string, body: Buffer, headers: Record<string, string>) => number) | undefined;
   /** Largest message the local broker accepts from a peer. */
   maxBody: number;
+  /** mesh.token: required from peers when set. */
+  mesh: Secret;
+  /** inbound.allow: the calling services let in (all when undefined). */
+  allow?: readonly string[] | undefined;
   log: Logger;
 }
 
 export const MAX_TIMEOUT_MS = 10 * 60_000;
-const TO_APP_DROP = new Set<string>([H.service, "host"]);
+const TO_APP_DROP = new Set<string>([H.service, H.meshToken, "host"]);
+
+/** inbound.allow: a 403 for a calling service not on the list, else undefined. */
+export function checkAllowed(allow: readonly string[] | undefined, caller: unknown, service: string): SidecarError | undefined {
+  if (allow === undefined || (typeof caller === "string" && allow.includes(caller))) return undefined;
+  return new SidecarError("FORBIDDEN", `service ${JSON.stringify(caller ?? "(unknown)")} may not call '${service}' (inbound.allow)`);
+}
 
 /** The deadline a peer asked for (`x-sidecar-timeout`), else the default. */
 export function inboundTimeout(value: unknown, fallback: number): number {
@@ -46,12 +57,17 @@ export class InboundHandler {
     const refuse = (r: Refusal) =>
       sendError(res, new SidecarError(r.code, r.message, r.code === "OVERLOADED" ? { headers: { "retry-after": "1" } } : undefined), requestId, this.o.log, { [H.refused]: r.code });
     req.on("error", () => undefined);
+    if (!this.o.mesh.accepts(req.headers[H.meshToken])) {
+      return sendError(res, new SidecarError("UNAUTHORIZED", "a peer sidecar must send the mesh token (mesh.token)"), requestId, this.o.log);
+    }
     const target = req.headers[H.service];
     if (target !== undefined && target !== this.o.service) {
       return refuse({ code: "MISDIRECTED", message: `this sidecar serves '${this.o.service}', not ${JSON.stringify(target)} (stale registry record)` });
     }
     const topic = req.headers[DELIVER_HEADER];
     if (typeof topic === "string" && this.o.deliveries) return this.#receive(topic, req, res, requestId, refuse);
+    const denied = checkAllowed(this.o.allow, req.headers[H.caller], this.o.service);
+    if (denied) return sendError(res, denied, requestId, this.o.log);
     const refusal = this.o.gate.enter();
     if (refusal) return refuse(refusal);
     this.#forward(req, res, requestId)

@@ -1,4 +1,5 @@
 import http, { type IncomingMessage } from "node:http";
+import { H } from "../http/headers.js";
 import { requestWithDeadline } from "../http/request.js";
 import type { NodeRecord } from "../registry/types.js";
 import { TransportError, type OutboundRequest, type Transport } from "./types.js";
@@ -9,6 +10,8 @@ const NOT_CONNECTED = new Set(["ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "E
 export interface HttpTransportOptions {
   /** Upper bound of pooled connections per peer. Default 256. */
   maxSockets?: number;
+  /** mesh.token, sent to every peer. */
+  meshToken?: string | undefined;
 }
 
 /** Splits "host:port" (IPv6 as "[::1]:8082"). */
@@ -25,15 +28,18 @@ export function parseAddress(address: string): { host: string; port: number } {
 export class HttpTransport implements Transport {
   readonly kind = "http";
   readonly #agent: http.Agent;
+  readonly #meshToken: string | undefined;
 
   constructor(options: HttpTransportOptions = {}) {
+    this.#meshToken = options.meshToken;
     this.#agent = new http.Agent({ keepAlive: true, maxSockets: options.maxSockets ?? 256, scheduling: "lifo" });
   }
 
   send(node: NodeRecord, r: OutboundRequest): Promise<IncomingMessage> {
     const { host, port } = parseAddress(node.address);
     const body = r.body;
-    const headers = Buffer.isBuffer(body) ? { ...r.headers, "content-length": body.length } : r.headers;
+    const headers = Buffer.isBuffer(body) ? { ...r.headers, "content-length": body.length } : { ...r.headers };
+    if (this.#meshToken) headers[H.meshToken] = this.#meshToken;
     const { req, response } = requestWithDeadline({ host, port, method: r.method, path: r.path, headers, agent: this.#agent }, r.deadline);
     if (Buffer.isBuffer(body)) req.end(body);
     else {

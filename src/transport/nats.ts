@@ -1,6 +1,7 @@
 import { Readable } from "node:stream";
 import { RequestError } from "@nats-io/transport-node";
 import { SidecarError } from "../errors.js";
+import { H } from "../http/headers.js";
 import type { NatsClient } from "../nats/connect.js";
 import { fromNats, toNats } from "../nats/headers.js";
 import type { NodeRecord } from "../registry/types.js";
@@ -47,7 +48,7 @@ async function collect(body: StreamBody, limit: number): Promise<Buffer> {
 export class NatsTransport implements Transport {
   readonly kind = "nats";
 
-  constructor(private readonly client: NatsClient) {}
+  constructor(private readonly client: NatsClient, private readonly meshToken?: string) {}
 
   async send(node: NodeRecord, r: OutboundRequest): Promise<UpstreamResponse> {
     const limit = maxBody(this.client);
@@ -56,7 +57,7 @@ export class NatsTransport implements Transport {
       throw new SidecarError("BODY_TOO_LARGE", `the request body (${body.length} bytes) is larger than the NATS server's max payload allows (${limit} bytes)`);
     }
     const { "content-length": _length, ...headers } = r.headers;
-    const msgHeaders = toNats(headers, { [NH.method]: r.method, [NH.path]: r.path });
+    const msgHeaders = toNats(headers, { [NH.method]: r.method, [NH.path]: r.path, ...(this.meshToken ? { [H.meshToken]: this.meshToken } : {}) });
     const reply = new Promise<never>((_, reject) => {
       r.deadline.onCancel(() => reject(new TransportError(`${node.id}: call cancelled`, { delivered: true, code: "CANCELLED" })));
     });

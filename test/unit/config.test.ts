@@ -52,7 +52,7 @@ describe("loadConfig", () => {
     assert.deepEqual(config.app, { host: "127.0.0.1", port: 5000, health: { path: "/health", interval: 5000, timeout: 1000, failureThreshold: 3, successThreshold: 1 } });
     assert.deepEqual(config.api, { host: "127.0.0.1", port: 8081, maxBody: 1024 * 1024 });
     assert.equal(config.registry.kind, "local", "no nats section: the embedded default");
-    assert.deepEqual(config.inbound, { host: "127.0.0.1", port: 0, advertise: undefined });
+    assert.deepEqual(config.inbound, { host: "127.0.0.1", port: 0, advertise: undefined, allow: undefined });
     assert.equal(config.registry.ttl, 15_000);
     assert.equal(config.calls.timeout, 5000);
     assert.equal(config.shutdownTimeout, 10_000);
@@ -64,7 +64,7 @@ describe("loadConfig", () => {
     const { config } = loadConfig({ file: f, env: {} });
     assert.equal(config.registry.kind, "nats");
     assert.deepEqual(config.nats.servers, ["nats://10.0.0.1:4222"]);
-    assert.deepEqual(config.inbound, { host: "0.0.0.0", port: 8082, advertise: undefined });
+    assert.deepEqual(config.inbound, { host: "0.0.0.0", port: 8082, advertise: undefined, allow: undefined });
   });
 
   it("environment overrides the file and --set overrides the environment", () => {
