@@ -10,6 +10,7 @@ import type { Config } from "./config/index.js";
 import { publishHandler } from "./api/publish.js";
 import { createBroker, type Broker } from "./broker/index.js";
 import { LocalBroker } from "./broker/local.js";
+import { Metrics } from "./metrics.js";
 import { Relay } from "./broker/relay.js";
 import { askApp, resolveSpec, Subscriptions } from "./broker/subscriptions.js";
 import { HealthChecker, type AppHealth } from "./health/checker.js";
@@ -124,8 +125,15 @@ export class Sidecar {
     this.#transports.set("http", new HttpTransport({ meshToken: config.mesh.token }));
     if (nats) this.#transports.set("nats", new NatsTransport(nats, config.mesh.token));
     const mesh = new Secret(config.mesh.token);
-    this.#selector = new Selector(config.selector, systemClock, log.child({ component: "selector" }));
-    const caller = new Caller(this.#view, this.#selector, this.#transports, config.service.name);
+    const metrics: Metrics = new Metrics({
+      nodes: () => this.#view?.services().map((service) => ({ service, count: this.#view!.nodes(service).length })) ?? [],
+      subscriptions: () => this.#subscriptions?.list() ?? [],
+      natsConnected: () => (nats ? nats.status() === "connected" : undefined),
+      appHealthy: () => this.#checker?.state === "passing",
+      callsInFlight: (): number => caller.inFlight,
+    });
+    this.#selector = new Selector(config.selector, systemClock, log.child({ component: "selector" }), (service) => metrics.ejection(service));
+    const caller: Caller = new Caller(this.#view, this.#selector, this.#transports, config.service.name, metrics);
     const view = this.#view;
     const sel = this.#selector;
     view.onChange((service) => sel.prune(service, view.nodes(service)));
@@ -164,7 +172,7 @@ export class Sidecar {
     const selector = this.#selector;
     const subscriptions = this.#subscriptions;
     const mgmt = managementApp(
-      { view: this.#view, status, nodeState: (service, id) => selector.state(service, id), subscriptions: () => subscriptions.list() },
+      { view: this.#view, status, nodeState: (service, id) => selector.state(service, id), subscriptions: () => subscriptions.list(), metrics },
       log.child({ component: "api" }),
     );
     const publish = publishHandler({ broker, service: config.service.name, maxBody: config.api.maxBody, log: log.child({ component: "publish" }) });

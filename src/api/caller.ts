@@ -7,6 +7,7 @@ import type { NodeRecord } from "../registry/types.js";
 import type { RegistryView } from "../registry/view.js";
 import type { Outcome, Selector, ServiceBalancer } from "../selector/index.js";
 import { replayable, TransportError, type StreamBody, type Transport, type UpstreamResponse } from "../transport/types.js";
+import type { CallObserver } from "../metrics.js";
 import { backoffDelay } from "./backoff.js";
 
 export interface Call {
@@ -23,6 +24,8 @@ export interface Call {
   retries: number;
   /** Key for the `hash` strategy. */
   key?: string | undefined;
+  /** The endpoint as metrics label it ("Greeter.Hello"; "*" for the proxy, whose paths are unbounded). */
+  label: string;
   requestId: string;
 }
 
@@ -51,7 +54,15 @@ export class Caller {
     /** Transports by kind; each node's record names the one it listens on. */
     private readonly transports: ReadonlyMap<string, Transport>,
     private readonly self: string,
+    private readonly observer?: CallObserver,
   ) {}
+
+  #inFlight = 0;
+
+  /** Calls in flight through this caller. */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
 
   #transport(node: NodeRecord): Transport {
     const t = this.transports.get(node.transport);
@@ -73,11 +84,15 @@ export class Caller {
     const balancer = this.selector.service(call.service);
     let sent: Sent | undefined;
     let outcome: Outcome = "neutral";
+    let answered = 0;
+    const t0 = performance.now();
+    this.#inFlight += 1;
     try {
       sent = await this.#send(call, balancer, deadline);
       const { upstream } = sent;
       const status = upstream.statusCode ?? 502;
       outcome = status >= 500 ? "failure" : "success";
+      answered = status;
       const headers = endToEnd(upstream.headers, DROP_FROM_RESPONSE);
       headers[H.requestId] = call.requestId;
       res.writeHead(status, headers);
@@ -85,10 +100,16 @@ export class Caller {
     } catch (err) {
       if (sent && deadline.expired) outcome = "failure";
       // Our caller went away: nobody is left to answer, and that is not the callee's failure.
-      if (deadline.cancelled && !deadline.expired) return;
-      if (deadline.expired && !(err instanceof SidecarError)) throw timeout(call, err);
-      throw err;
+      if (deadline.cancelled && !deadline.expired) {
+        answered = 499;
+        return;
+      }
+      const e = deadline.expired && !(err instanceof SidecarError) ? timeout(call, err) : err;
+      answered = e instanceof SidecarError ? e.status : 500;
+      throw e;
     } finally {
+      this.#inFlight -= 1;
+      this.observer?.call(call.service, call.label, answered, (performance.now() - t0) / 1000);
       if (sent) balancer.end(sent.node.id, outcome, sent.nodes);
       deadline.done();
       res.off("close", onClose);
@@ -131,10 +152,12 @@ export class Caller {
         const reason = `${node.id}: ${(err as TransportError).code ?? (err as Error).message}`;
         if (err instanceof TransportError && !err.delivered && replayable(call.body)) {
           failures.push(reason);
+          this.observer?.retry(call.service, "failover");
           continue;
         }
         if (retriesLeft > 0 && replayable(call.body) && balancer.budget.tryRetry()) {
           failures.push(reason);
+          this.observer?.retry(call.service, "opt_in");
           retriesLeft -= 1;
           await pause(backoffDelay(retried++), deadline);
           continue;
@@ -148,6 +171,7 @@ export class Caller {
         balancer.end(node.id, NODE_FAULTS.has(refused) ? "failure" : "neutral", nodes);
         refusal = refused in ERRORS ? (refused as ErrorCode) : "UPSTREAM_UNREACHABLE";
         failures.push(`${node.id}: ${refused}`);
+        this.observer?.retry(call.service, "failover");
         continue;
       }
       const status = upstream.statusCode ?? 502;
@@ -155,6 +179,7 @@ export class Caller {
         upstream.resume();
         balancer.end(node.id, "failure", nodes);
         failures.push(`${node.id}: ${status}`);
+        this.observer?.retry(call.service, "opt_in");
         retriesLeft -= 1;
         await pause(backoffDelay(retried++), deadline);
         continue;

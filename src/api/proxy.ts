@@ -63,6 +63,7 @@ export function proxyHandler(o: ProxyOptions): (req: IncomingMessage, res: Serve
         timeout: checkTimeoutHeader(req) ?? o.defaultTimeout,
         retries: 0,
         key: keyOf(req, o.caller, service),
+        label: "*",
         requestId,
       },
       res,

@@ -7,6 +7,7 @@ import type { Logger } from "../log.js";
 import { isValidName, show } from "../names.js";
 import type { RegistryStatus } from "../registry/types.js";
 import type { RegistryView } from "../registry/view.js";
+import type { Metrics } from "../metrics.js";
 import type { NodeState } from "../selector/index.js";
 
 /** What the health routes read from the running sidecar. */
@@ -24,6 +25,7 @@ export interface ManagementDeps {
   status: SidecarStatus;
   nodeState: (service: string, nodeId: string) => NodeState | undefined;
   subscriptions: () => Record<string, unknown>[];
+  metrics: Metrics;
 }
 
 const allow = (methods: string) => (req: Request) => {
@@ -34,7 +36,7 @@ const allow = (methods: string) => (req: Request) => {
  * The management surface (DESIGN §6): registry, health. Not the hot path, so express
  * serves it; /rpc is answered before express sees the request (api/server.ts).
  */
-export function managementApp({ view, status, nodeState, subscriptions }: ManagementDeps, log: Logger): express.Express {
+export function managementApp({ view, status, nodeState, subscriptions, metrics }: ManagementDeps, log: Logger): express.Express {
   const app = express();
   app.disable("x-powered-by");
   app.set("etag", false);
@@ -72,6 +74,10 @@ export function managementApp({ view, status, nodeState, subscriptions }: Manage
     // Each record as registered, plus this sidecar's balancing state of the node (in flight, ejection).
     const nodes = view.nodes(service).map((n) => ({ ...n, state: nodeState(service, n.id) ?? { inFlight: 0, consecutiveFailures: 0, ejected: false, ejections: 0 } }));
     res.json({ service, nodes });
+  }).all(allow("GET"));
+
+  app.route("/metrics").get(async (_req, res) => {
+    res.type(metrics.contentType).send(await metrics.text());
   }).all(allow("GET"));
 
   app.route("/subscriptions").get((_req, res) => {

@@ -123,7 +123,7 @@ export function rpcHandler(o: RpcOptions): (req: IncomingMessage, res: ServerRes
       const retries = e.retries === undefined ? headerRetries(req) : checkRetries(e.retries, "field 'retries'");
       const payload = Buffer.from(JSON.stringify(e.request === undefined ? {} : e.request));
       await o.caller.call(
-        { service, method: "POST", path: endpointToPath(endpoint), headers: passHeaders(req, "application/json"), body: payload, timeout: timeout ?? o.defaultTimeout, retries, key: keyOf(req, o.caller, service), requestId },
+        { service, method: "POST", path: endpointToPath(endpoint), headers: passHeaders(req, "application/json"), body: payload, timeout: timeout ?? o.defaultTimeout, retries, key: keyOf(req, o.caller, service), label: endpoint, requestId },
         res,
       );
       return;
@@ -138,7 +138,7 @@ export function rpcHandler(o: RpcOptions): (req: IncomingMessage, res: ServerRes
     const path = (endpoint.includes("/") ? endpointToPath("/" + endpoint) : endpointToPath(endpoint)) + (q === -1 ? "" : url.slice(q));
     const contentType = req.headers["content-type"];
     await o.caller.call(
-      { service, method: "POST", path, headers: passHeaders(req, contentType), body, timeout: checkTimeoutHeader(req) ?? o.defaultTimeout, retries: headerRetries(req), key: keyOf(req, o.caller, service), requestId },
+      { service, method: "POST", path, headers: passHeaders(req, contentType), body, timeout: checkTimeoutHeader(req) ?? o.defaultTimeout, retries: headerRetries(req), key: keyOf(req, o.caller, service), label: endpoint.includes("/") ? "/" + endpoint.split("/")[0] : endpoint, requestId },
       res,
     );
   };

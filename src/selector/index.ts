@@ -50,7 +50,7 @@ export class ServiceBalancer {
   readonly #inFlight = new Map<string, number>();
   readonly #pending = (id: string) => this.#inFlight.get(id) ?? 0;
 
-  constructor(readonly service: string, o: SelectorOptions, clock: Clock, log: Logger) {
+  constructor(readonly service: string, o: SelectorOptions, clock: Clock, log: Logger, onEject?: (service: string) => void) {
     const own = o.services[service];
     const name = own?.strategy ?? o.strategy;
     const factory = STRATEGIES[name];
@@ -61,7 +61,10 @@ export class ServiceBalancer {
     this.#outliers = new OutlierDetector(
       { consecutiveFailures: o.consecutiveFailures, ejectFor: o.ejectFor, maxEjectFor: o.maxEjectFor },
       clock,
-      (node, forMs, failures) => log.warn("node ejected", { service, node, forMs, failures }),
+      (node, forMs, failures) => {
+        log.warn("node ejected", { service, node, forMs, failures });
+        onEject?.(service);
+      },
     );
   }
 
@@ -103,7 +106,12 @@ export class ServiceBalancer {
 export class Selector {
   #services = new Map<string, ServiceBalancer>();
 
-  constructor(private readonly options: SelectorOptions, private readonly clock: Clock, private readonly log: Logger) {
+  constructor(
+    private readonly options: SelectorOptions,
+    private readonly clock: Clock,
+    private readonly log: Logger,
+    private readonly onEject?: (service: string) => void,
+  ) {
     for (const [service, o] of [["*", { strategy: options.strategy }] as const, ...Object.entries(options.services)]) {
       const name = o.strategy;
       if (name !== undefined && !STRATEGIES[name]) throw new Error(`unknown selector strategy '${name}' for ${service} (known: ${Object.keys(STRATEGIES).join(", ")})`);
@@ -112,7 +120,7 @@ export class Selector {
 
   service(name: string): ServiceBalancer {
     let s = this.#services.get(name);
-    if (!s) this.#services.set(name, (s = new ServiceBalancer(name, this.options, this.clock, this.log)));
+    if (!s) this.#services.set(name, (s = new ServiceBalancer(name, this.options, this.clock, this.log, this.onEject)));
     return s;
   }
 
