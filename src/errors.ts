@@ -4,6 +4,9 @@
  * checked against this list by a test (test/unit/errors.test.ts).
  */
 export const ERRORS = {
+  BAD_REQUEST: { status: 400, doc: "the request is not valid HTTP/1.1" },
+  REQUEST_TIMEOUT: { status: 408, doc: "the request's headers or body arrived too slowly" },
+  HEADERS_TOO_LARGE: { status: 431, doc: "the request headers are larger than 16 KiB" },
   BAD_JSON: { status: 400, doc: "the request body is not valid JSON" },
   INVALID_REQUEST: { status: 400, doc: "a field is missing or has the wrong type or form" },
   INVALID_NAME: { status: 400, doc: "a service name does not match [A-Za-z0-9][A-Za-z0-9._-]{0,62}" },

@@ -3,6 +3,7 @@ import { ERRORS, SidecarError, type ErrorCode } from "../errors.js";
 import { Deadline } from "../http/deadline.js";
 import { endToEnd, H } from "../http/headers.js";
 import { pipeBody } from "../http/pipe.js";
+import { nextTraceparent } from "../http/trace.js";
 import type { NodeRecord } from "../registry/types.js";
 import type { RegistryView } from "../registry/view.js";
 import type { Outcome, Selector, ServiceBalancer } from "../selector/index.js";
@@ -141,7 +142,14 @@ export class Caller {
         upstream = await this.#transport(node).send(node, {
           method: call.method,
           path: call.path,
-          headers: { ...call.headers, [H.service]: call.service, [H.caller]: this.self, [H.timeout]: String(deadline.remaining()), [H.requestId]: call.requestId },
+          headers: {
+            ...call.headers,
+            traceparent: nextTraceparent(call.headers.traceparent),
+            [H.service]: call.service,
+            [H.caller]: this.self,
+            [H.timeout]: String(deadline.remaining()),
+            [H.requestId]: call.requestId,
+          },
           body: call.body,
           deadline,
         });

@@ -4,6 +4,7 @@ import { SidecarError } from "../errors.js";
 import { readBody } from "../http/body.js";
 import { H, requestIdOf } from "../http/headers.js";
 import { sendError } from "../http/reply.js";
+import { nextTraceparent } from "../http/trace.js";
 import type { Logger } from "../log.js";
 import { show } from "../names.js";
 
@@ -45,6 +46,7 @@ export function publishHandler(o: PublishOptions): (req: IncomingMessage, res: S
     headers["ce-type"] ??= topic;
     headers["ce-specversion"] ??= "1.0";
     headers["ce-time"] ??= new Date().toISOString();
+    headers.traceparent = nextTraceparent(headers.traceparent);
     // Fail fast while disconnected: a publish must not hang until the client's timeout.
     if (o.broker.status() !== "connected") {
       throw new SidecarError("BROKER_UNAVAILABLE", `the ${o.broker.kind} broker is ${o.broker.status()}; publish again once it is back`, { headers: { "retry-after": "1" } });

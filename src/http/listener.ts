@@ -1,4 +1,5 @@
-import http, { type RequestListener } from "node:http";
+import http, { STATUS_CODES, type RequestListener } from "node:http";
+import { errorBody } from "../errors.js";
 import type { AddressInfo } from "node:net";
 
 /** Server-side limits against slow or abusive clients; generous for real callers. */
@@ -8,6 +9,18 @@ export const SERVER_LIMITS = {
   keepAliveTimeout: 65_000,
   maxHeaderSize: 16 * 1024,
 } as const;
+
+/** The answer to a request node:http could not parse: status, stable code, message. */
+function clientErrorOf(err: NodeJS.ErrnoException): [number, string, string] {
+  switch (err.code) {
+    case "HPE_HEADER_OVERFLOW":
+      return [431, "HEADERS_TOO_LARGE", `the request headers are larger than ${SERVER_LIMITS.maxHeaderSize} bytes`];
+    case "ERR_HTTP_REQUEST_TIMEOUT":
+      return [408, "REQUEST_TIMEOUT", "the request was not received in time (headers or body too slow)"];
+    default:
+      return [400, "BAD_REQUEST", `the request is not valid HTTP/1.1 (${err.code ?? "parse error"})`];
+  }
+}
 
 /**
  * A node:http listener with the lifecycle every component shares: `start()` binds (port 0
@@ -28,6 +41,13 @@ export class Listener {
         if (this.#inFlight === 0) this.#idle?.();
       });
       handler(req, res);
+    });
+    // Requests too broken to reach a handler still get the JSON error body, then the connection closes.
+    this.server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
+      if (!socket.writable || err.code === "ECONNRESET") return socket.destroy();
+      const [status, code, message] = clientErrorOf(err);
+      const body = errorBody(code, message);
+      socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
     });
     this.server.headersTimeout = SERVER_LIMITS.headersTimeout;
     this.server.requestTimeout = SERVER_LIMITS.requestTimeout;

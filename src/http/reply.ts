@@ -9,7 +9,8 @@ import { H } from "./headers.js";
  */
 export function sendError(res: ServerResponse, err: unknown, requestId: string, log: Logger, extraHeaders?: Record<string, string>): void {
   const e = toSidecarError(err);
-  const fields = { code: e.code, status: e.status, requestId, error: e.message };
+  const traceparent = res.req?.headers.traceparent;
+  const fields = { code: e.code, status: e.status, requestId, ...(typeof traceparent === "string" ? { traceparent } : {}), error: e.message };
   if (e.code === "INTERNAL") log.error("internal error", { ...fields, stack: (e.cause as Error | undefined)?.stack });
   else if (e.status >= 500) log.warn("call failed", fields);
   else log.debug("request refused", fields);

@@ -61,6 +61,19 @@ describe("/rpc answers and errors (local registry)", () => {
     assert.equal(seen.body, "{}", "an absent request is sent as {}");
   });
 
+  it("W3C traceparent: a caller's trace id is kept with a new parent id; one is started when absent", async () => {
+    const given = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    await rpc(base, { service: "greeter", endpoint: "Greeter.Hello" }, { headers: { traceparent: given, tracestate: "vendor=x" } });
+    const seen = callee.calls.at(-1)!.headers;
+    assert.match(String(seen.traceparent), /^00-0af7651916cd43dd8448eb211c80319c-[0-9a-f]{16}-01$/);
+    assert.notEqual(seen.traceparent, given, "this hop's own parent id");
+    assert.equal(seen.tracestate, "vendor=x");
+    await rpc(base, { service: "greeter", endpoint: "Greeter.Hello" });
+    assert.match(String(callee.calls.at(-1)!.headers.traceparent), /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
+    await rpc(base, { service: "greeter", endpoint: "Greeter.Hello" }, { headers: { traceparent: "garbage" } });
+    assert.match(String(callee.calls.at(-1)!.headers.traceparent), /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
+  });
+
   it("raw form: POST /rpc/{service}/{endpoint} passes any body and content type", async () => {
     const res = await fetch(`${base}/rpc/greeter/Greeter.Hello?x=1`, { method: "POST", headers: { "content-type": "text/csv" }, body: "a,b\n1,2" });
     assert.equal(res.status, 200);
@@ -123,6 +136,27 @@ describe("/rpc answers and errors (local registry)", () => {
     const r = await rpc(base, { service: "greeter", endpoint: "Greeter.Hello" });
     assert.equal(r.status, 200);
     assert.ok(Date.now() - t0 < 1000, `next call took ${Date.now() - t0}ms`);
+  });
+
+  it("requests too broken for a handler still get a JSON error: huge headers → 431, garbage → 400", async () => {
+    const { port } = new URL(base);
+    const raw = async (text: string) => {
+      const net = await import("node:net");
+      return new Promise<string>((resolve) => {
+        const sock = net.connect(Number(port), "127.0.0.1", () => sock.write(text));
+        let out = "";
+        sock.on("data", (c) => (out += c.toString()));
+        sock.on("close", () => resolve(out));
+        sock.on("error", () => resolve(out));
+      });
+    };
+    const huge = await raw(`GET /registry HTTP/1.1\r\nhost: x\r\nx-big: ${"a".repeat(20_000)}\r\n\r\n`);
+    assert.match(huge, /^HTTP\/1\.1 431 Request Header Fields Too Large\r\n/);
+    assert.match(huge, /"code":"HEADERS_TOO_LARGE"/);
+    const garbage = await raw("NOT AN HTTP REQUEST\r\n\r\n");
+    assert.match(garbage, /^HTTP\/1\.1 400 Bad Request\r\n/);
+    assert.match(garbage, /"code":"BAD_REQUEST"/);
+    assert.equal((await fetch(`${base}/health/live`)).status, 200, "and keeps serving");
   });
 
   it("a call past its timeout answers 504 promptly and aborts the upstream request", async () => {
