@@ -32,6 +32,9 @@ import { HttpTransport } from "./transport/http.js";
 import { NatsTransport } from "./transport/nats.js";
 import type { Transport } from "./transport/types.js";
 
+/** How long a draining sidecar keeps refusing calls politely before closing its inbound listener. */
+const DRAIN_GRACE_MS = 500;
+
 /** Is `url` under `prefix` ("/rpc" matches /rpc, /rpc/x and /rpc?x, not /rpcx)? */
 function under(prefix: string, url: string | undefined): boolean {
   if (url === undefined || !url.startsWith(prefix)) return false;
@@ -274,6 +277,10 @@ export class Sidecar {
     await this.#subscriptions?.stop(config.shutdownTimeout);
     this.#gate?.drain();
     await this.#natsInbound?.stop();
+    // Keep the inbound listener open a moment: callers still holding pooled connections get a
+    // refusal (and Connection: close) and go elsewhere, instead of a reset they could not tell
+    // from a sidecar dying mid-request.
+    await new Promise((r) => setTimeout(r, Math.min(DRAIN_GRACE_MS, config.shutdownTimeout)));
     await Promise.all([
       this.#inboundListener?.close(config.shutdownTimeout),
       this.#apiListener?.close(config.shutdownTimeout),

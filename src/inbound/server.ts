@@ -55,7 +55,11 @@ export class InboundHandler {
   readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
     const requestId = requestIdOf(req);
     const refuse = (r: Refusal) =>
-      sendError(res, new SidecarError(r.code, r.message, r.code === "OVERLOADED" ? { headers: { "retry-after": "1" } } : undefined), requestId, this.o.log, { [H.refused]: r.code });
+      sendError(res, new SidecarError(r.code, r.message, r.code === "OVERLOADED" ? { headers: { "retry-after": "1" } } : undefined), requestId, this.o.log, {
+        [H.refused]: r.code,
+        // A draining sidecar closes each connection it refuses on: the caller will not reuse it.
+        ...(r.code === "SHUTTING_DOWN" ? { connection: "close" } : {}),
+      });
     req.on("error", () => undefined);
     if (!this.o.mesh.accepts(req.headers[H.meshToken])) {
       return sendError(res, new SidecarError("UNAUTHORIZED", "a peer sidecar must send the mesh token (mesh.token)"), requestId, this.o.log);

@@ -57,9 +57,10 @@ export class HttpTransport implements Transport {
     }
     return response.catch((err: NodeJS.ErrnoException) => {
       const code = err.code ?? "EUNKNOWN";
-      // A pooled connection the peer closed while idle fails on reuse before the peer read
-      // anything (the keep-alive race): safe to send elsewhere, like a refused connection.
-      const delivered = !(NOT_CONNECTED.has(code) || (req.reusedSocket && (code === "ECONNRESET" || code === "EPIPE")));
+      // A reset on a reused keep-alive connection is NOT taken as "never delivered": it cannot be
+      // told from a peer dying mid-request, and resending could run a call twice. Draining peers
+      // refuse politely (and close) instead, so graceful shutdowns still fail over cleanly.
+      const delivered = !NOT_CONNECTED.has(code);
       throw new TransportError(`${node.address}: ${err.message}`, { delivered, code, cause: err });
     });
   }
