@@ -120,7 +120,7 @@ export class Sidecar {
         { dir: config.registry.dir },
       );
     }
-    this.#registry = await createRegistry({ config, log: log.child({ component: "registry" }), nats: () => this.#natsClient() });
+    this.#registry = await createRegistry({ config, log: log.child({ component: "registry" }), nats: () => this.#natsClient(), signal: this.#stop.signal });
     this.#view = new RegistryView(this.#registry, config.registry.ttl, log.child({ component: "registry-view" }));
     await this.#view.start();
     // Calls go out over the transport each callee's record names: http always, nats when connected to NATS.

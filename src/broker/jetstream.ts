@@ -90,7 +90,9 @@ export class JetStreamSubscription implements ActiveSubscription {
   async #consume(): Promise<void> {
     const consumer = await this.js.consumers.get(this.stream, consumerName(this.spec));
     // Pull ahead of the deliveries (the server still holds unacknowledged messages to max_ack_pending).
-    const messages = await consumer.consume({ max_messages: Math.max(100, this.spec.maxInFlight * 2) });
+    // Short pulls (5 s): a pull that a lost cluster server was serving is noticed (missed idle
+    // heartbeats) and replaced within seconds rather than the default 30 s.
+    const messages = await consumer.consume({ max_messages: Math.max(100, this.spec.maxInFlight * 2), expires: 5_000 });
     this.#messages = messages;
     this.#loop = (async () => {
       try {

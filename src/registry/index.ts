@@ -13,13 +13,15 @@ export interface RegistryDeps {
   log: Logger;
   /** Supplied (connected) when the config uses NATS. */
   nats: () => Promise<NatsClient>;
+  /** Aborted when the sidecar stops during start-up. */
+  signal?: AbortSignal;
 }
 
 /** Registry factories keyed by `registry.kind`. */
 export const REGISTRIES: Record<Config["registry"]["kind"], (deps: RegistryDeps) => Promise<Registry>> = {
   local: ({ config, log }) => LocalRegistry.open({ dir: config.registry.dir, ttl: config.registry.ttl }, log),
-  nats: async ({ config, log, nats }) =>
-    NatsRegistry.open(await nats(), { bucket: config.registry.bucket, ttl: config.registry.ttl, replicas: config.registry.replicas }, log),
+  nats: async ({ config, log, nats, signal }) =>
+    NatsRegistry.open(await nats(), { bucket: config.registry.bucket, ttl: config.registry.ttl, replicas: config.registry.replicas }, log, signal),
 };
 
 export function createRegistry(deps: RegistryDeps): Promise<Registry> {

@@ -31,6 +31,10 @@ export class NatsRegistry implements Registry {
   #keys = new Map<string, string>();
   #watches = new Set<RegistryWatch>();
   #closed = false;
+  /** The last heartbeat write failed while connected: everyone's heartbeats are likely failing too. */
+  #writesFailing = false;
+  /** When our last record write succeeded: the watch must show it soon after. */
+  #lastPutAt = 0;
 
   private constructor(
     private readonly client: NatsClient,
@@ -39,19 +43,36 @@ export class NatsRegistry implements Registry {
     private readonly log: Logger,
   ) {}
 
-  static async open(client: NatsClient, options: NatsRegistryOptions, log: Logger): Promise<NatsRegistry> {
+  static async open(client: NatsClient, options: NatsRegistryOptions, log: Logger, signal?: AbortSignal): Promise<NatsRegistry> {
     // A write that cannot complete must fail before the next heartbeat is due (TTL/3), not after
     // the client's 5 s default, or one lost request during a reconnect costs the node its record.
     const timeout = Math.max(250, Math.min(5_000, Math.floor(options.ttl / 3)));
     const kvm = new Kvm(jetstream(client.nc, { timeout }));
-    const kv = await kvm.create(options.bucket, { ttl: options.ttl, history: 1, replicas: options.replicas });
-    return new NatsRegistry(client, kv, options, log);
+    // A cluster that is still electing its JetStream leader (or a server without JetStream yet)
+    // refuses the bucket for a while: wait for it, saying so, rather than fail the start.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const kv = await kvm.create(options.bucket, { ttl: options.ttl, history: 1, replicas: options.replicas });
+        return new NatsRegistry(client, kv, options, log);
+      } catch (err) {
+        if (signal?.aborted) throw new Error("stopped while waiting for JetStream", { cause: err });
+        if (attempt % 10 === 0) log.warn("waiting for JetStream to create or open the registry bucket", { bucket: options.bucket, replicas: options.replicas, error: (err as Error).message });
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
   }
 
   async register(node: NodeRecord): Promise<void> {
     const key = keyOf(node);
     this.#keys.set(node.id, key);
-    await this.kv.put(key, JSON.stringify(node));
+    try {
+      await this.kv.put(key, JSON.stringify(node));
+      this.#writesFailing = false;
+      this.#lastPutAt = Date.now();
+    } catch (err) {
+      this.#writesFailing = true;
+      throw err;
+    }
   }
 
   async deregister(nodeId: string): Promise<void> {
@@ -76,11 +97,13 @@ export class NatsRegistry implements Registry {
 
   async watch(onEvent: (event: RegistryEvent) => void): Promise<RegistryWatch> {
     let stopped = false;
+    let lastEventAt = Date.now();
     let iter = await this.kv.watch({ key: ">" });
     const run = async (): Promise<void> => {
       while (!stopped) {
         try {
           for await (const e of iter) {
+            lastEventAt = Date.now();
             if (e.operation === "PUT") {
               const node = this.#parse(e.value, e.key);
               // Historical entries carry their server time (never in our future); live ones are fresh now,
@@ -94,19 +117,36 @@ export class NatsRegistry implements Registry {
         } catch (err) {
           this.log.warn("registry watch failed; restarting it", { error: (err as Error).message });
         }
-        if (stopped || this.#closed) return;
-        await new Promise((r) => setTimeout(r, 1_000));
-        try {
-          iter = await this.kv.watch({ key: ">" });
-        } catch (err) {
-          this.log.warn("cannot restart the registry watch yet", { error: (err as Error).message });
+        // Re-create the watch until it works; never iterate the finished one again.
+        for (let attempt = 0; ; attempt++) {
+          if (stopped || this.#closed) return;
+          await new Promise((r) => setTimeout(r, 250));
+          try {
+            iter = await this.kv.watch({ key: ">" });
+            lastEventAt = Date.now();
+            break;
+          } catch (err) {
+            if (attempt % 10 === 0) this.log.warn("cannot restart the registry watch yet", { error: (err as Error).message });
+          }
         }
       }
     };
     void run();
+    // A watch can stall silently (its consumer lived on a cluster server that went away). Our own
+    // heartbeats are events we must see: one written but not seen within the limit restarts it.
+    const stallAfter = Math.max(500, Math.min(2_000, Math.floor(this.options.ttl / 3)));
+    const watchdog = setInterval(() => {
+      if (this.#lastPutAt > lastEventAt && Date.now() - this.#lastPutAt > stallAfter) {
+        this.log.warn("registry watch stalled (our own heartbeat never arrived); restarting it", { stalledMs: Date.now() - lastEventAt });
+        lastEventAt = Date.now();
+        iter.stop();
+      }
+    }, Math.max(100, Math.floor(stallAfter / 2)));
+    watchdog.unref();
     const watch: RegistryWatch = {
       stop: () => {
         stopped = true;
+        clearInterval(watchdog);
         iter.stop();
         this.#watches.delete(watch);
       },
@@ -127,7 +167,9 @@ export class NatsRegistry implements Registry {
   }
 
   status(): RegistryStatus {
-    return this.#closed ? "closed" : this.client.status();
+    if (this.#closed) return "closed";
+    const s = this.client.status();
+    return s === "connected" && this.#writesFailing ? "unavailable" : s;
   }
 
   async close(): Promise<void> {

@@ -21,7 +21,8 @@ export type RegistryEvent =
   | { type: "put"; node: NodeRecord; seenAt: number }
   | { type: "delete"; service: string; id: string };
 
-export type RegistryStatus = "connected" | "disconnected" | "closed";
+/** `unavailable`: connected, but the registry refuses writes (e.g. a JetStream cluster electing a leader). */
+export type RegistryStatus = "connected" | "unavailable" | "disconnected" | "closed";
 
 export interface RegistryWatch {
   stop(): void;

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { freePort } from "./ports.js";
 
 const BINARY = process.env.NATS_SERVER_BIN ?? "nats-server";
 const LISTENING = /Listening for client connections on ([\d.]+):(\d+)/;
@@ -17,7 +18,22 @@ export class NatsServer {
   private constructor(
     readonly storeDir: string,
     public port: number,
+    private readonly extraArgs: string[] = [],
   ) {}
+
+  /**
+   * A JetStream cluster of `size` servers routed on loopback (name "test", servers s1..sN), for
+   * fault tests: replicated KV buckets and streams survive one server going away.
+   */
+  static async cluster(size = 3): Promise<NatsServer[]> {
+    const ports = await Promise.all(Array.from({ length: size * 2 }, () => freePort()));
+    const routes = (i: number) => ports.slice(size).filter((_, j) => j !== i).map((p) => `nats://127.0.0.1:${p}`).join(",");
+    const servers = Array.from({ length: size }, (_, i) => new NatsServer(mkdtempSync(path.join(os.tmpdir(), "sidecar-nats-")), ports[i]!, [
+      "-n", `s${i + 1}`, "--cluster_name", "test", "--cluster", `nats://127.0.0.1:${ports[size + i]}`, "--routes", routes(i),
+    ]));
+    await Promise.all(servers.map((s) => s.#spawn()));
+    return servers;
+  }
 
   static async start(): Promise<NatsServer> {
     const storeDir = mkdtempSync(path.join(os.tmpdir(), "sidecar-nats-"));
@@ -31,7 +47,7 @@ export class NatsServer {
   }
 
   async #spawn(): Promise<void> {
-    const proc = spawn(BINARY, ["-a", "127.0.0.1", "-p", String(this.port), "-js", "-sd", this.storeDir], { stdio: ["ignore", "pipe", "pipe"] });
+    const proc = spawn(BINARY, ["-a", "127.0.0.1", "-p", String(this.port), "-js", "-sd", this.storeDir, ...this.extraArgs], { stdio: ["ignore", "pipe", "pipe"] });
     this.#proc = proc;
     this.port = await new Promise<number>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`nats-server did not start within 10s:\n${this.#log}`)), 10_000);
