@@ -3,7 +3,7 @@ import { after, before, describe, it } from "node:test";
 import type { Sidecar } from "../../src/sidecar.js";
 import { TestApp } from "../support/app.js";
 import { NatsServer } from "../support/nats.js";
-import { apiUrl, registryNodes, rpc, SidecarProcess, startSidecar, testSettings, waitFor } from "../support/sidecar.js";
+import { apiUrl, registryNodes, rpc, SidecarProcess, startSidecar, teardown, testSettings, waitFor } from "../support/sidecar.js";
 
 /** Failover, ejection, retries and stickiness on a real nats-server registry. */
 describe("balancing on NATS: failover, ejection, retries, stickiness", () => {
@@ -31,12 +31,7 @@ describe("balancing on NATS: failover, ejection, retries, stickiness", () => {
     base = apiUrl(caller);
   });
 
-  after(async () => {
-    for (const p of procs) if (p.proc.exitCode === null && p.proc.signalCode === null) p.kill("SIGKILL");
-    await Promise.all(sidecars.map((s) => s.close()));
-    await Promise.all(apps.map((a) => a.stop()));
-    await nats.stop();
-  });
+  after(() => teardown({ procs, sidecars, apps, nats }));
 
   it("kill -9 of one of three callee sidecars during 300 sequential calls: 300 successes", async () => {
     const three = await Promise.all(["g1", "g2", "g3"].map(app));

@@ -3,7 +3,7 @@ import { after, before, describe, it } from "node:test";
 import type { Sidecar } from "../../src/sidecar.js";
 import { TestApp, type ReceivedCall } from "../support/app.js";
 import { NatsServer } from "../support/nats.js";
-import { apiUrl, SidecarProcess, startSidecar, testSettings, waitFor } from "../support/sidecar.js";
+import { apiUrl, SidecarProcess, startSidecar, teardown, testSettings, waitFor } from "../support/sidecar.js";
 
 interface Sub {
   topic: string;
@@ -60,12 +60,7 @@ describe("pub/sub relay on NATS (core and JetStream)", () => {
     pub = apiUrl(s);
   });
 
-  after(async () => {
-    for (const p of procs) if (p.proc.exitCode === null && p.proc.signalCode === null) p.kill("SIGKILL");
-    await Promise.all(sidecars.map((s) => s.close()));
-    await Promise.all(apps.map((a) => a.stop()));
-    await nats.stop();
-  });
+  after(() => teardown({ procs, sidecars, apps, nats }));
 
   it("durable: 200 messages to two instances of one service arrive each exactly once across them, with CloudEvents headers", async () => {
     const sub: Sub = { topic: "orders.created", path: "/events/orders", durable: true, maxInFlight: 8 };

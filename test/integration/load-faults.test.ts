@@ -3,7 +3,7 @@ import { after, before, describe, it } from "node:test";
 import type { Sidecar } from "../../src/sidecar.js";
 import { TestApp } from "../support/app.js";
 import { NatsServer } from "../support/nats.js";
-import { apiUrl, registryNodes, rpc, SidecarProcess, startSidecar, testSettings, waitFor } from "../support/sidecar.js";
+import { apiUrl, registryNodes, rpc, SidecarProcess, startSidecar, teardown, testSettings, waitFor } from "../support/sidecar.js";
 
 const CLIENTS = 8;
 
@@ -56,12 +56,7 @@ describe("faults under concurrent load", () => {
     base = apiUrl(caller);
   });
 
-  after(async () => {
-    for (const p of procs) if (p.proc.exitCode === null && p.proc.signalCode === null) p.kill("SIGKILL");
-    await Promise.all(sidecars.map((s) => s.close()));
-    await Promise.all(apps.map((a) => a.stop()));
-    await nats.stop();
-  });
+  after(() => teardown({ procs, sidecars, apps, nats }));
 
   it("SIGTERM to a callee during 8 concurrent clients: no caller sees an error", async () => {
     const [a] = await callees("graceful", 3);

@@ -3,7 +3,7 @@ import { after, before, describe, it } from "node:test";
 import type { Sidecar } from "../../src/sidecar.js";
 import { TestApp } from "../support/app.js";
 import { NatsServer } from "../support/nats.js";
-import { apiUrl, registryNodes, rpc, startSidecar, testSettings, waitFor } from "../support/sidecar.js";
+import { apiUrl, registryNodes, rpc, startSidecar, teardown, testSettings, waitFor } from "../support/sidecar.js";
 
 /** The value of one sample in Prometheus text, or undefined. */
 function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
@@ -39,11 +39,7 @@ describe("metrics", () => {
     await waitFor(async () => (await registryNodes(base, "svc")).length === 2 && (await registryNodes(base, "listener")).length === 1, "nodes");
   });
 
-  after(async () => {
-    await Promise.all(sidecars.map((s) => s.close()));
-    await Promise.all(apps.map((a) => a.stop()));
-    await nats.stop();
-  });
+  after(() => teardown({ sidecars, apps, nats }));
 
   it("counts calls by service, endpoint and status, latency, failovers and ejections; gauges nodes, NATS and the app", async () => {
     bad.failStatus = 500;

@@ -3,7 +3,7 @@ import { after, before, describe, it } from "node:test";
 import type { Sidecar } from "../../src/sidecar.js";
 import { TestApp } from "../support/app.js";
 import { NatsServer } from "../support/nats.js";
-import { apiUrl, registryNodes, rpc, startSidecar, testSettings, waitFor } from "../support/sidecar.js";
+import { apiUrl, registryNodes, rpc, startSidecar, teardown, testSettings, waitFor } from "../support/sidecar.js";
 
 const TTL = 1500;
 
@@ -32,11 +32,7 @@ describe("NATS restart", () => {
     await waitFor(async () => (await nodes("greeter")).length === 1, "greeter in the view");
   });
 
-  after(async () => {
-    await Promise.all(sidecars.map((s) => s.close()));
-    await Promise.all(apps.map((a) => a.stop()));
-    await nats.stop();
-  });
+  after(() => teardown({ sidecars, apps, nats }));
 
   it("reports the registry as disconnected while NATS is down, and recovers everything after", async () => {
     await nats.kill();

@@ -3,7 +3,7 @@ import { after, before, describe, it } from "node:test";
 import type { Sidecar } from "../../src/sidecar.js";
 import { TestApp } from "../support/app.js";
 import { NatsServer } from "../support/nats.js";
-import { apiUrl, registryNodes, rpc, SidecarProcess, startSidecar, testSettings, waitFor } from "../support/sidecar.js";
+import { apiUrl, registryNodes, rpc, SidecarProcess, startSidecar, teardown, testSettings, waitFor } from "../support/sidecar.js";
 
 /** transport.kind: nats, end to end through a real nats-server. */
 describe("NATS transport", () => {
@@ -30,11 +30,7 @@ describe("NATS transport", () => {
     await waitFor(async () => (await registryNodes(base, "natsy")).length === 2, "two natsy nodes");
   });
 
-  after(async () => {
-    await Promise.all(sidecars.map((s) => s.close()));
-    await Promise.all(apps.map((a) => a.stop()));
-    await nats.stop();
-  });
+  after(() => teardown({ sidecars, apps, nats }));
 
   it("registers nodes with transport 'nats' and balances calls over them", async () => {
     const body = (await (await fetch(`${base}/registry/natsy`)).json()) as { nodes: { transport: string }[] };

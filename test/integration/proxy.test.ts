@@ -5,7 +5,7 @@ import { after, before, describe, it } from "node:test";
 import type { Sidecar } from "../../src/sidecar.js";
 import { TestApp } from "../support/app.js";
 import { NatsServer } from "../support/nats.js";
-import { apiUrl, registryNodes, SidecarProcess, startSidecar, testSettings, waitFor } from "../support/sidecar.js";
+import { apiUrl, registryNodes, SidecarProcess, startSidecar, teardown, testSettings, waitFor } from "../support/sidecar.js";
 
 const sha = (b: Buffer | string) => createHash("sha256").update(b).digest("hex");
 
@@ -44,11 +44,7 @@ describe("HTTP proxy and raw /rpc on NATS", () => {
     await waitFor(async () => (await registryNodes(base, "web")).length === 1, "the web node");
   });
 
-  after(async () => {
-    await Promise.all(sidecars.map((s) => s.close()));
-    await Promise.all(apps.map((a) => a.stop()));
-    await nats.stop();
-  });
+  after(() => teardown({ sidecars, apps, nats }));
 
   it("PUT of a 3 MiB streamed body with a query string and a custom header arrives intact", async () => {
     const chunks = Array.from({ length: 48 }, (_, i) => Buffer.alloc(64 * 1024, 97 + (i % 26)));

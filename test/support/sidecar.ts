@@ -150,3 +150,11 @@ export async function registryNodes(base: string, service: string): Promise<stri
   const body = (await res.json()) as { nodes: { id: string }[] };
   return body.nodes.map((n) => n.id);
 }
+
+/** Everything a test file started, stopped in order: child sidecars killed, in-process ones closed, apps, then NATS. */
+export async function teardown(o: { procs?: SidecarProcess[]; sidecars?: Sidecar[]; apps?: { stop(): Promise<void> }[]; nats?: { stop(): Promise<void> } }): Promise<void> {
+  for (const p of o.procs ?? []) if (p.proc.exitCode === null && p.proc.signalCode === null) p.kill("SIGKILL");
+  await Promise.all((o.sidecars ?? []).map((s) => s.close()));
+  await Promise.all((o.apps ?? []).map((a) => a.stop()));
+  await o.nats?.stop();
+}
