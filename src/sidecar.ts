@@ -138,8 +138,8 @@ export class Sidecar {
     this.#selector = new Selector(config.selector, systemClock, log.child({ component: "selector" }), (service) => metrics.ejection(service));
     const caller: Caller = new Caller(this.#view, this.#selector, this.#transports, config.service.name, metrics);
     const view = this.#view;
-    const sel = this.#selector;
-    view.onChange((service) => sel.prune(service, view.nodes(service)));
+    const selector = this.#selector;
+    view.onChange((service) => selector.prune(service, view.nodes(service)));
 
     const broker = (this.#broker = await createBroker({ config, log: log.child({ component: "broker" }), view, nats: () => this.#natsClient() }));
     this.#relay = new Relay({ app: config.app, service: config.service.name, appToken: config.app.token, log: log.child({ component: "relay" }), broker: () => broker });
@@ -172,10 +172,9 @@ export class Sidecar {
       subscriptionsHealthy: () => this.#subscriptions?.healthy ?? true,
       draining: () => this.#draining,
     };
-    const selector = this.#selector;
     const subscriptions = this.#subscriptions;
     const mgmt = managementApp(
-      { view: this.#view, status, nodeState: (service, id) => selector.state(service, id), subscriptions: () => subscriptions.list(), metrics },
+      { view, status, nodeState: (service, id) => selector.state(service, id), subscriptions: () => subscriptions.list(), metrics },
       log.child({ component: "api" }),
     );
     const publish = publishHandler({ broker, service: config.service.name, maxBody: config.api.maxBody, log: log.child({ component: "publish" }) });
