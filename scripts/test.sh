@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # The whole test suite: `npm test`. Installs what the tests need and is missing (Debian's
-# nats-server), builds (child-process tests run dist/cli.js as users do), type-checks the
+# nats-server and openssl), builds (child-process tests run dist/cli.js as users do), type-checks the
 # tests, then runs unit and integration tests with node's test runner.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v nats-server >/dev/null 2>&1 && [ -z "${NATS_SERVER_BIN:-}" ]; then
-  echo "nats-server not found: installing Debian's nats-server package" >&2
+# Debian packages the tests run for real: nats-server, openssl (test certificates).
+missing=()
+if ! command -v nats-server >/dev/null 2>&1 && [ -z "${NATS_SERVER_BIN:-}" ]; then missing+=(nats-server); fi
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing Debian packages the tests need: ${missing[*]}" >&2
   SUDO=""
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq nats-server >/dev/null
+  $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 npm run --silent build

@@ -28,6 +28,7 @@ import { NatsClient } from "./nats/connect.js";
 import { createRegistry, RegistryView, type NodeRecord, type Registry } from "./registry/index.js";
 import { Registrar } from "./registry/registrar.js";
 import { Selector } from "./selector/index.js";
+import { MeshTls } from "./tls/mesh.js";
 import { HttpTransport } from "./transport/http.js";
 import { NatsTransport } from "./transport/nats.js";
 import type { Transport } from "./transport/types.js";
@@ -125,7 +126,8 @@ export class Sidecar {
     await this.#view.start();
     // Calls go out over the transport each callee's record names: http always, nats when connected to NATS.
     const nats = config.transport.kind === "nats" || config.registry.kind === "nats" ? await this.#natsClient() : undefined;
-    this.#transports.set("http", new HttpTransport({ meshToken: config.mesh.token }));
+    const meshTls = config.mesh.tls ? new MeshTls(config.mesh.tls) : undefined;
+    this.#transports.set("http", new HttpTransport({ meshToken: config.mesh.token, tls: meshTls }));
     if (nats) this.#transports.set("nats", new NatsTransport(nats, config.mesh.token));
     const mesh = new Secret(config.mesh.token);
     const metrics: Metrics = new Metrics({
@@ -141,7 +143,7 @@ export class Sidecar {
     const selector = this.#selector;
     view.onChange((service) => selector.prune(service, view.nodes(service)));
 
-    const broker = (this.#broker = await createBroker({ config, log: log.child({ component: "broker" }), view, nats: () => this.#natsClient() }));
+    const broker = (this.#broker = await createBroker({ config, log: log.child({ component: "broker" }), view, nats: () => this.#natsClient(), meshTls }));
     this.#relay = new Relay({ app: config.app, service: config.service.name, appToken: config.app.token, log: log.child({ component: "relay" }), broker: () => broker });
     this.#subscriptions = new Subscriptions(broker, this.#relay, log.child({ component: "subscriptions" }));
     this.#subscriptions.add(config.subscriptions.map((c) => resolveSpec(c, { service: config.service.name, timeout: config.calls.timeout })));
@@ -158,9 +160,10 @@ export class Sidecar {
       maxBody: config.api.maxBody,
       mesh,
       allow: config.inbound.allow,
+      mutualTls: meshTls?.mutual ?? false,
       log: log.child({ component: "inbound" }),
     });
-    this.#inboundListener = new Listener("inbound", inbound.handle);
+    this.#inboundListener = new Listener("inbound", inbound.handle, meshTls?.serverOptions);
     const bound = await this.#inboundListener.start(config.inbound.host, config.inbound.port);
 
     const rpc = rpcHandler({ caller, maxBody: config.api.maxBody, defaultTimeout: config.calls.timeout, log: log.child({ component: "rpc" }) });
@@ -218,7 +221,7 @@ export class Sidecar {
     });
     // After a NATS reconnection, re-register at once (DESIGN §9) instead of waiting for the next heartbeat.
     if (this.#nats) (await this.#nats).onReconnect(() => this.#registrar?.refresh());
-    log.info("listening", { api: `${api.address}:${api.port}`, inbound: `${bound.address}:${bound.port}`, advertise: this.#node.address, node: this.#node.id });
+    log.info("listening", { api: `${api.address}:${api.port}`, inbound: `${meshTls ? "https" : "http"}://${bound.address}:${bound.port}`, meshTls: meshTls ? (meshTls.mutual ? "mutual" : "server") : "off", advertise: this.#node.address, node: this.#node.id });
     this.#checker.start();
   }
 

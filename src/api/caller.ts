@@ -157,7 +157,7 @@ export class Caller {
         balancer.end(node.id, deadline.cancelled && !deadline.expired ? "neutral" : "failure", nodes);
         if (deadline.cancelled) throw timeout(call, err);
         if (err instanceof SidecarError) throw err;
-        const reason = `${node.id}: ${(err as TransportError).code ?? (err as Error).message}`;
+        const reason = `${node.id}: ${describeFailure(err as Error)}`;
         if (err instanceof TransportError && !err.delivered && replayable(call.body)) {
           failures.push(reason);
           this.observer?.retry(call.service, "failover");
@@ -205,6 +205,15 @@ export class Caller {
     if (refusal === "APP_UNREACHABLE") throw new SidecarError("APP_UNREACHABLE", `no node of '${call.service}' could reach its app${tail}`);
     throw new SidecarError("UPSTREAM_UNREACHABLE", `no node of '${call.service}' could be reached${tail}`);
   }
+}
+
+/** ECONNREFUSED says enough; a TLS failure (SELF_SIGNED_CERT_IN_CHAIN, ERR_SSL_...) needs its message too. */
+function describeFailure(err: Error): string {
+  const code = (err as TransportError).code;
+  if (code === undefined) return err.message;
+  if (/^E[A-Z0-9]+$/.test(code)) return code;
+  const cause = (err.cause as Error | undefined)?.message ?? err.message;
+  return `${code}: ${cause}`;
 }
 
 /** Wait `ms`, or less if the call is cancelled meanwhile. */

@@ -2,6 +2,7 @@ import type { Config } from "../config/index.js";
 import type { Logger } from "../log.js";
 import type { NatsClient } from "../nats/connect.js";
 import type { RegistryView } from "../registry/view.js";
+import type { MeshTls } from "../tls/mesh.js";
 import { LocalBroker } from "./local.js";
 import { NatsBroker } from "./nats.js";
 import type { Broker } from "./types.js";
@@ -13,11 +14,13 @@ export interface BrokerDeps {
   log: Logger;
   view: RegistryView;
   nats: () => Promise<NatsClient>;
+  /** mesh.tls, loaded: the local broker posts to peers' inbound listeners with it. */
+  meshTls?: MeshTls | undefined;
 }
 
 /** Broker factories keyed by `broker.kind`. */
 export const BROKERS: Record<Config["broker"]["kind"], (deps: BrokerDeps) => Promise<Broker>> = {
-  local: async ({ config, view, log }) => new LocalBroker(view, log, config.mesh.token),
+  local: async ({ config, view, log, meshTls }) => new LocalBroker(view, log, { meshToken: config.mesh.token, tls: meshTls }),
   nats: async ({ config, log, nats }) => NatsBroker.open(await nats(), { maxAge: config.broker.streamMaxAge, replicas: config.broker.streamReplicas }, log),
 };
 

@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto";
-import http from "node:http";
 import type { Logger } from "../log.js";
 import type { RegistryView } from "../registry/view.js";
 import { parseAddress } from "../transport/http.js";
+import { peerClient, type MeshTls } from "../tls/mesh.js";
 import { InProcessDeliveries } from "./in-process.js";
 import { subjectMatches, type ActiveSubscription, type Broker, type BrokerStatus, type DeliverFn, type PublishResult, type SubscriptionSpec } from "./types.js";
 
@@ -17,16 +17,20 @@ export const DELIVER_HEADER = "x-sidecar-deliver";
  */
 export class LocalBroker implements Broker {
   readonly kind = "local";
-  readonly #agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+  readonly #client: ReturnType<typeof peerClient>;
+  readonly #meshToken: string | undefined;
   #rotation = new Map<string, number>();
   #subs: LocalSubscription[] = [];
 
-  constructor(private readonly view: RegistryView, private readonly log: Logger, private readonly meshToken?: string) {}
+  constructor(private readonly view: RegistryView, private readonly log: Logger, peers: { meshToken?: string | undefined; tls?: MeshTls | undefined } = {}) {
+    this.#meshToken = peers.meshToken;
+    this.#client = peerClient(peers.tls, { keepAlive: true, maxSockets: 64 });
+  }
 
   async publish(topic: string, body: Buffer, headers: Record<string, string>): Promise<PublishResult> {
     const id = headers["ce-id"] || randomUUID();
     const sent: Record<string, string> = { ...headers, "ce-id": id, [DELIVER_HEADER]: topic };
-    if (this.meshToken) sent["x-sidecar-mesh-token"] = this.meshToken;
+    if (this.#meshToken) sent["x-sidecar-mesh-token"] = this.#meshToken;
     for (const service of this.view.services()) {
       const nodes = this.view.nodes(service).filter((n) => n.subscriptions.some((p) => subjectMatches(p, topic)));
       if (nodes.length === 0) continue;
@@ -45,7 +49,8 @@ export class LocalBroker implements Broker {
   #post(address: string, body: Buffer, headers: Record<string, string>): Promise<boolean> {
     const { host, port } = parseAddress(address);
     return new Promise((resolve, reject) => {
-      const req = http.request({ host, port, method: "POST", path: "/", headers: { ...headers, "content-length": body.length }, agent: this.#agent, timeout: 5_000 }, (res) => {
+      const req = this.#client.request({ host, port, method: "POST", path: "/", headers: { ...headers, "content-length": body.length }, agent: this.#client.agent, timeout: 5_000 });
+      req.once("response", (res) => {
         res.resume();
         resolve(res.statusCode === 202);
       });
@@ -83,7 +88,7 @@ export class LocalBroker implements Broker {
   }
 
   async close(): Promise<void> {
-    this.#agent.destroy();
+    this.#client.agent.destroy();
   }
 }
 

@@ -1,10 +1,11 @@
-import { existsSync, readFileSync } from "node:fs";
+import { accessSync, constants, existsSync, readFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import YAML from "yaml";
 import type { z } from "zod";
 import { show } from "../names.js";
 import { envPath, keyTree, nodeAt, type KeyNode } from "./keys.js";
+import { readTls } from "../tls/files.js";
 import { configSchema, DEFAULTS, type Config, type ParsedConfig } from "./schema.js";
 
 /** Every problem found in the config, reported together; the CLI prints them and exits non-zero. */
@@ -123,9 +124,29 @@ function resolve(parsed: ParsedConfig, cwd: string): Config {
       advertise: parsed.inbound.advertise,
       allow: parsed.inbound.allow,
     },
-    nats: parsed.nats ?? { servers: [...DEFAULTS.natsServers] },
+    mesh: { ...parsed.mesh, tls: resolvePaths(parsed.mesh.tls, cwd) },
+    nats: parsed.nats
+      ? { ...parsed.nats, tls: resolvePaths(parsed.nats.tls, cwd), ...(parsed.nats.credentials ? { credentials: path.resolve(cwd, parsed.nats.credentials) } : {}) }
+      : { servers: [...DEFAULTS.natsServers] },
   };
   return deepFreeze(config);
+}
+
+function readable(file: string): boolean {
+  try {
+    accessSync(file, constants.R_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** File paths in the config are relative to the working directory, like registry.dir. */
+function resolvePaths<T extends object | undefined>(files: T, cwd: string): T {
+  if (!files) return files;
+  const out: Record<string, unknown> = { ...files };
+  for (const k of ["cert", "key", "ca"]) if (typeof out[k] === "string") out[k] = path.resolve(cwd, out[k] as string);
+  return out as T;
 }
 
 function deepFreeze<T>(value: T): T {
@@ -195,5 +216,13 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
     });
   }
   if (problems.length > 0 || !result.success) throw new ConfigError(problems);
-  return { config: resolve(result.data, cwd), file };
+  const config = resolve(result.data, cwd);
+  for (const [at, files] of [["mesh.tls", config.mesh.tls], ["nats.tls", config.nats.tls]] as const) {
+    if (files) for (const p of readTls(files, at).problems) problems.push(`${originOf(p.slice(0, p.indexOf(":")))}: ${p}`);
+  }
+  if (config.nats.credentials !== undefined && !readable(config.nats.credentials)) {
+    problems.push(`${originOf("nats.credentials")}: nats.credentials: cannot read '${config.nats.credentials}'`);
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return { config, file };
 }

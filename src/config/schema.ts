@@ -69,6 +69,7 @@ const subject = (wildcards: boolean) =>
     message: wildcards ? "expected a NATS subject (dot-separated tokens; '*' and a final '>' allowed)" : "expected a NATS subject without wildcards",
   });
 const secret = z.string().min(16, "expected a secret of at least 16 characters").regex(/^[\x21-\x7e]+$/, "expected printable characters without spaces");
+const file = z.string().min(1, "expected a file path");
 const count = (min: number) => z.number().int(`expected an integer >= ${min}`).min(min, `expected an integer >= ${min}`);
 
 const health = z.strictObject({
@@ -144,6 +145,17 @@ export const configSchema = z.strictObject({
     .strictObject({
       /** Shared by the sidecars of a mesh: required from peers on the inbound paths when set. */
       token: secret.optional(),
+      /** TLS between sidecars: the inbound listener's certificate; with `ca`, mutual TLS. */
+      tls: z
+        .strictObject({
+          cert: file,
+          key: file,
+          /** CA that peers' certificates must chain to. Given: mutual TLS (peers must present a certificate). */
+          ca: file.optional(),
+          /** Name to verify peers' certificates against instead of the address dialled. */
+          serverName: z.string().min(1).optional(),
+        })
+        .optional(),
     })
     .default({}),
   registry: z
@@ -167,6 +179,10 @@ export const configSchema = z.strictObject({
       token: z.string().optional(),
       user: z.string().optional(),
       password: z.string().optional(),
+      /** A NATS credentials file (user JWT and nkey seed, as written by `nsc`). */
+      credentials: file.optional(),
+      /** TLS to the NATS servers: `ca` to verify them, `cert` and `key` when they require a client certificate. */
+      tls: z.strictObject({ ca: file.optional(), cert: file.optional(), key: file.optional() }).optional(),
       /** Client name shown by the server; default "sidecar-<service>". */
       name: z.string().optional(),
     })

@@ -1,4 +1,5 @@
 import http, { STATUS_CODES, type RequestListener } from "node:http";
+import https from "node:https";
 import { errorBody } from "../errors.js";
 import type { AddressInfo } from "node:net";
 
@@ -28,20 +29,23 @@ function clientErrorOf(err: NodeJS.ErrnoException): [number, string, string] {
  * in flight up to a deadline, then cuts what is left. Both are safe to call twice.
  */
 export class Listener {
-  readonly server: http.Server;
+  readonly server: http.Server | https.Server;
   #inFlight = 0;
   #idle: (() => void) | undefined;
   #closing: Promise<void> | undefined;
 
-  constructor(private readonly name: string, handler: RequestListener) {
-    this.server = http.createServer({ maxHeaderSize: SERVER_LIMITS.maxHeaderSize }, (req, res) => {
+  /** With `tls` (https.createServer options), the listener serves HTTPS. */
+  constructor(private readonly name: string, handler: RequestListener, tls?: https.ServerOptions) {
+    const counted: RequestListener = (req, res) => {
       this.#inFlight += 1;
       res.once("close", () => {
         this.#inFlight -= 1;
         if (this.#inFlight === 0) this.#idle?.();
       });
       handler(req, res);
-    });
+    };
+    const options = { maxHeaderSize: SERVER_LIMITS.maxHeaderSize };
+    this.server = tls ? https.createServer({ ...tls, ...options }, counted) : http.createServer(options, counted);
     // Requests too broken to reach a handler still get the JSON error body, then the connection closes.
     this.server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
       if (!socket.writable || err.code === "ECONNRESET") return socket.destroy();

@@ -6,8 +6,12 @@ import type { Deadline } from "./deadline.js";
  * once the head arrived, the response (and with it the connection). `response` rejects with the
  * raw socket error; callers classify it.
  */
-export function requestWithDeadline(options: http.RequestOptions, deadline: Deadline): { req: http.ClientRequest; response: Promise<IncomingMessage> } {
-  const req = http.request(options);
+export function requestWithDeadline(
+  options: http.RequestOptions,
+  deadline: Deadline,
+  send: (options: http.RequestOptions) => http.ClientRequest = http.request,
+): { req: http.ClientRequest; response: Promise<IncomingMessage> } {
+  const req = send(options);
   const response = new Promise<IncomingMessage>((resolve, reject) => {
     const off = deadline.onCancel(() => req.destroy(new Error("call cancelled")));
     req.once("response", (res) => {

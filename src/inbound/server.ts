@@ -10,6 +10,7 @@ import { neverReachedApp, type AppClient } from "./app-client.js";
 import type { InboundGate, Refusal } from "./gate.js";
 import { DELIVER_HEADER } from "../broker/local.js";
 import { readBody } from "../http/body.js";
+import { certifiedCaller } from "../tls/mesh.js";
 
 export interface InboundOptions {
   /** The service this sidecar serves: calls for another one hit a stale record. */
@@ -26,6 +27,8 @@ export interface InboundOptions {
   mesh: Secret;
   /** inbound.allow: the calling services let in (all when undefined). */
   allow?: readonly string[] | undefined;
+  /** Mutual TLS: the caller is the service its client certificate names, not what its header claims. */
+  mutualTls?: boolean;
   log: Logger;
 }
 
@@ -70,7 +73,7 @@ export class InboundHandler {
     }
     const topic = req.headers[DELIVER_HEADER];
     if (typeof topic === "string" && this.o.deliveries) return this.#receive(topic, req, res, requestId, refuse);
-    const denied = checkAllowed(this.o.allow, req.headers[H.caller], this.o.service);
+    const denied = this.o.allow && checkAllowed(this.o.allow, this.o.mutualTls ? certifiedCaller(req.socket) : req.headers[H.caller], this.o.service);
     if (denied) return sendError(res, denied, requestId, this.o.log);
     const refusal = this.o.gate.enter();
     if (refusal) return refuse(refusal);

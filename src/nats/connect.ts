@@ -1,8 +1,28 @@
-import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { readFileSync } from "node:fs";
+import { connect, credsAuthenticator, errors, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
 import type { Config } from "../config/index.js";
 import type { Logger } from "../log.js";
 
 export type NatsStatus = "connected" | "disconnected" | "closed";
+
+/** The nats.js options for a `nats` config section: servers, credentials and TLS. */
+export function connectOptions(options: Config["nats"] & { name: string }): NodeConnectionOptions {
+  const { tls } = options;
+  return {
+    servers: options.servers,
+    name: options.name,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 1_000,
+    // A server that accepts the TCP connection but never completes the handshake (e.g. it refused
+    // our TLS certificate after the fact) fails the attempt in 5 s, not nats.js's default 20 s.
+    timeout: 5_000,
+    ...(options.token ? { token: options.token } : {}),
+    ...(options.user ? { user: options.user, pass: options.password ?? "" } : {}),
+    // Read at every (re)connection, so a rotated credentials file is picked up.
+    ...(options.credentials ? { authenticator: credsAuthenticator(() => readFileSync(options.credentials!)) } : {}),
+    ...(tls ? { tls: { ...(tls.ca ? { caFile: tls.ca } : {}), ...(tls.cert ? { certFile: tls.cert } : {}), ...(tls.key ? { keyFile: tls.key } : {}) } } : {}),
+  };
+}
 
 /**
  * One NATS connection shared by every NATS-backed component (registry now; broker and
@@ -26,14 +46,7 @@ export class NatsClient {
    * instead of exiting. Reconnects are unlimited too.
    */
   static async connect(options: Config["nats"] & { name: string }, log: Logger, signal?: AbortSignal): Promise<NatsClient> {
-    const opts = {
-      servers: options.servers,
-      name: options.name,
-      maxReconnectAttempts: -1,
-      reconnectTimeWait: 1_000,
-      ...(options.token ? { token: options.token } : {}),
-      ...(options.user ? { user: options.user, pass: options.password ?? "" } : {}),
-    };
+    const opts = connectOptions(options);
     let attempt = 0;
     for (;;) {
       try {
@@ -43,7 +56,12 @@ export class NatsClient {
       } catch (err) {
         if (signal?.aborted) throw new Error("stopped while waiting for NATS", { cause: err });
         if (attempt === 0 || attempt % 10 === 0) {
-          log.warn("waiting for NATS: cannot connect yet, retrying every second", { servers: options.servers, error: (err as Error).message });
+          if (err instanceof errors.AuthorizationError) {
+            log.error("NATS refused this sidecar's credentials (nats.token, nats.user/password or nats.credentials); retrying every second", { servers: options.servers, error: err.message });
+          } else {
+            const hint = options.tls && /timeout/i.test((err as Error).message) ? { hint: "the TLS handshake may have been refused: check that the server trusts nats.tls.cert and that nats.tls.ca signed the server's certificate" } : {};
+            log.warn("waiting for NATS: cannot connect yet, retrying every second", { servers: options.servers, error: (err as Error).message, ...hint });
+          }
         }
         attempt += 1;
         await new Promise<void>((r) => {

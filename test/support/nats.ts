@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { freePort } from "./ports.js";
@@ -35,9 +35,16 @@ export class NatsServer {
     return servers;
   }
 
-  static async start(): Promise<NatsServer> {
+  /** One server; `config` is the text of a nats-server config file (authorization, tls, ...). */
+  static async start(options: { config?: string } = {}): Promise<NatsServer> {
     const storeDir = mkdtempSync(path.join(os.tmpdir(), "sidecar-nats-"));
-    const server = new NatsServer(storeDir, -1);
+    const extra: string[] = [];
+    if (options.config !== undefined) {
+      const file = path.join(storeDir, "server.conf");
+      writeFileSync(file, options.config);
+      extra.push("-c", file);
+    }
+    const server = new NatsServer(storeDir, -1, extra);
     await server.#spawn();
     return server;
   }
