@@ -163,7 +163,8 @@ export class Sidecar {
       mutualTls: meshTls?.mutual ?? false,
       log: log.child({ component: "inbound" }),
     });
-    this.#inboundListener = new Listener("inbound", inbound.handle, meshTls?.serverOptions);
+    const accessLog = config.log.requests ? log.child({ component: "access" }) : undefined;
+    this.#inboundListener = new Listener("inbound", inbound.handle, { tls: meshTls?.serverOptions, accessLog });
     const bound = await this.#inboundListener.start(config.inbound.host, config.inbound.port);
 
     const rpc = rpcHandler({ caller, maxBody: config.api.maxBody, defaultTimeout: config.calls.timeout, log: log.child({ component: "rpc" }) });
@@ -195,7 +196,7 @@ export class Sidecar {
       else if (under("/proxy", req.url)) proxy(req, res);
       else if (under("/publish", req.url)) publish(req, res);
       else mgmt(req, res);
-    });
+    }, { accessLog });
     const api = await this.#apiListener.start(config.api.host, config.api.port);
 
     this.#node = {

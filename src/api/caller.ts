@@ -144,7 +144,8 @@ export class Caller {
           path: call.path,
           headers: {
             ...call.headers,
-            traceparent: nextTraceparent(call.headers.traceparent),
+            // The api listener made this hop's span the parent (tagRequest); a call built elsewhere starts a trace.
+            traceparent: call.headers.traceparent ?? nextTraceparent(undefined),
             [H.service]: call.service,
             [H.caller]: this.self,
             [H.timeout]: String(deadline.remaining()),

@@ -46,7 +46,7 @@ export function publishHandler(o: PublishOptions): (req: IncomingMessage, res: S
     headers["ce-type"] ??= topic;
     headers["ce-specversion"] ??= "1.0";
     headers["ce-time"] ??= new Date().toISOString();
-    headers.traceparent = nextTraceparent(headers.traceparent);
+    headers.traceparent ??= nextTraceparent(undefined);
     // Fail fast while disconnected: a publish must not hang until the client's timeout.
     if (o.broker.status() !== "connected") {
       throw new SidecarError("BROKER_UNAVAILABLE", `the ${o.broker.kind} broker is ${o.broker.status()}; publish again once it is back`, { headers: { "retry-after": "1" } });

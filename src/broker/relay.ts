@@ -79,7 +79,7 @@ export class Relay {
         if (d.attempt < spec.retry.attempts) {
           counters.retried += 1;
           const delay = retryDelay(d.attempt, spec.retry);
-          log.debug("delivery will be retried", { subscription: spec.name, id: d.id, attempt: d.attempt, delayMs: delay, reason: what });
+          log.debug("delivery will be retried", { subscription: spec.name, id: d.id, traceparent: d.headers.traceparent, attempt: d.attempt, delayMs: delay, reason: what });
           return { kind: "retry", delay };
         }
         return await this.#dead(spec, d, counters, `${what} (gave up after ${d.attempt} attempts)`);
@@ -92,7 +92,7 @@ export class Relay {
   async #dead(spec: SubscriptionSpec, d: Delivery, counters: SubscriptionCounters, reason: string): Promise<Outcome> {
     if (!spec.deadLetter) {
       counters.deadLettered += 1;
-      this.o.log.error("message given up and no dead-letter topic is configured", { subscription: spec.name, topic: d.topic, id: d.id, attempts: d.attempt, reason });
+      this.o.log.error("message given up and no dead-letter topic is configured", { subscription: spec.name, topic: d.topic, id: d.id, traceparent: d.headers.traceparent, attempts: d.attempt, reason });
       return { kind: "dead" };
     }
     const headers = { ...d.headers, [CE.id]: d.id, [DEAD.reason]: reason, [DEAD.topic]: d.topic, [DEAD.attempts]: String(d.attempt) };
@@ -100,11 +100,11 @@ export class Relay {
       await this.o.broker().publish(spec.deadLetter, d.body, headers);
     } catch (err) {
       // Not published anywhere yet: keep the message and try again later rather than lose it.
-      this.o.log.warn("cannot publish to the dead-letter topic; will retry the message", { subscription: spec.name, deadLetter: spec.deadLetter, id: d.id, error: (err as Error).message });
+      this.o.log.warn("cannot publish to the dead-letter topic; will retry the message", { subscription: spec.name, deadLetter: spec.deadLetter, id: d.id, traceparent: d.headers.traceparent, error: (err as Error).message });
       return { kind: "retry", delay: spec.retry.max };
     }
     counters.deadLettered += 1;
-    this.o.log.warn("message dead-lettered", { subscription: spec.name, topic: d.topic, deadLetter: spec.deadLetter, id: d.id, attempts: d.attempt, reason });
+    this.o.log.warn("message dead-lettered", { subscription: spec.name, topic: d.topic, deadLetter: spec.deadLetter, id: d.id, traceparent: d.headers.traceparent, attempts: d.attempt, reason });
     return { kind: "dead" };
   }
 

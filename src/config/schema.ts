@@ -224,6 +224,8 @@ export const configSchema = z.strictObject({
     .strictObject({
       level: z.enum(["error", "warn", "info", "debug"]).default("info"),
       format: z.enum(["json", "pretty", "auto"]).default("auto"),
+      /** One info line per request on the api and inbound listeners (method, path, status, duration, ids). */
+      requests: z.boolean().default(false),
     })
     .prefault({}),
 });

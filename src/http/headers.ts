@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from "node:http";
+import { nextTraceparent } from "./trace.js";
 
 /** Headers between sidecars (never forwarded to or from apps as-is). */
 export const H = {
@@ -43,4 +44,22 @@ const SANE_ID = /^[\x21-\x7e]{1,128}$/;
 export function requestIdOf(req: IncomingMessage): string {
   const given = req.headers[H.requestId];
   return typeof given === "string" && SANE_ID.test(given) ? given : randomUUID();
+}
+
+/**
+ * Give an incoming request its identity for this hop, in its own headers, so that everything
+ * downstream (forwarding, error bodies, log lines) reads the same values: `x-request-id` (the
+ * caller's when sane, else new) and `traceparent` (the caller's trace, with this hop as the parent
+ * span; a new trace when absent or malformed).
+ */
+export function tagRequest(req: IncomingMessage): void {
+  req.headers[H.requestId] = requestIdOf(req);
+  req.headers.traceparent = nextTraceparent(req.headers.traceparent);
+}
+
+/** The fields every log line about a request carries. */
+export function requestFields(req: IncomingMessage | undefined): { requestId?: string; traceparent?: string } {
+  const id = req?.headers[H.requestId];
+  const tp = req?.headers.traceparent;
+  return { ...(typeof id === "string" ? { requestId: id } : {}), ...(typeof tp === "string" ? { traceparent: tp } : {}) };
 }

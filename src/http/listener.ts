@@ -1,6 +1,8 @@
 import http, { STATUS_CODES, type RequestListener } from "node:http";
 import https from "node:https";
 import { errorBody } from "../errors.js";
+import type { Logger } from "../log.js";
+import { requestFields, tagRequest } from "./headers.js";
 import type { AddressInfo } from "node:net";
 
 /** Server-side limits against slow or abusive clients; generous for real callers. */
@@ -34,18 +36,35 @@ export class Listener {
   #idle: (() => void) | undefined;
   #closing: Promise<void> | undefined;
 
-  /** With `tls` (https.createServer options), the listener serves HTTPS. */
-  constructor(private readonly name: string, handler: RequestListener, tls?: https.ServerOptions) {
+  /**
+   * With `tls` (https.createServer options), the listener serves HTTPS. With `accessLog`, one
+   * line per request (log.requests). Every request is tagged with its request id and traceparent.
+   */
+  constructor(private readonly name: string, handler: RequestListener, options: { tls?: https.ServerOptions | undefined; accessLog?: Logger | undefined } = {}) {
+    const { tls, accessLog } = options;
     const counted: RequestListener = (req, res) => {
       this.#inFlight += 1;
+      tagRequest(req);
+      const started = accessLog ? performance.now() : 0;
       res.once("close", () => {
         this.#inFlight -= 1;
         if (this.#inFlight === 0) this.#idle?.();
+        if (accessLog) {
+          accessLog.info("request", {
+            listener: name,
+            method: req.method,
+            path: req.url,
+            status: res.headersSent ? res.statusCode : 0,
+            ...(res.writableFinished ? {} : { aborted: true }),
+            durationMs: Math.round((performance.now() - started) * 1000) / 1000,
+            ...requestFields(req),
+          });
+        }
       });
       handler(req, res);
     };
-    const options = { maxHeaderSize: SERVER_LIMITS.maxHeaderSize };
-    this.server = tls ? https.createServer({ ...tls, ...options }, counted) : http.createServer(options, counted);
+    const limits = { maxHeaderSize: SERVER_LIMITS.maxHeaderSize };
+    this.server = tls ? https.createServer({ ...tls, ...limits }, counted) : http.createServer(limits, counted);
     // Requests too broken to reach a handler still get the JSON error body, then the connection closes.
     this.server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
       if (!socket.writable || err.code === "ECONNRESET") return socket.destroy();

@@ -1,7 +1,7 @@
 import type { ServerResponse } from "node:http";
 import { errorBody, toSidecarError } from "../errors.js";
 import type { Logger } from "../log.js";
-import { H } from "./headers.js";
+import { H, requestFields } from "./headers.js";
 
 /**
  * Answer with the JSON error body (DESIGN §7) and log it: 5xx as warnings, 4xx at debug
@@ -9,8 +9,7 @@ import { H } from "./headers.js";
  */
 export function sendError(res: ServerResponse, err: unknown, requestId: string, log: Logger, extraHeaders?: Record<string, string>): void {
   const e = toSidecarError(err);
-  const traceparent = res.req?.headers.traceparent;
-  const fields = { code: e.code, status: e.status, requestId, ...(typeof traceparent === "string" ? { traceparent } : {}), error: e.message };
+  const fields = { code: e.code, status: e.status, ...requestFields(res.req), requestId, error: e.message };
   if (e.code === "INTERNAL") log.error("internal error", { ...fields, stack: (e.cause as Error | undefined)?.stack });
   else if (e.status >= 500) log.warn("call failed", fields);
   else log.debug("request refused", fields);

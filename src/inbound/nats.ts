@@ -1,5 +1,6 @@
 import type { Msg, Subscription } from "@nats-io/transport-node";
 import { errorBody, SidecarError, toSidecarError } from "../errors.js";
+import { nextTraceparent } from "../http/trace.js";
 import { Deadline } from "../http/deadline.js";
 import { H } from "../http/headers.js";
 import type { Logger } from "../log.js";
@@ -77,9 +78,11 @@ export class NatsInbound {
       return this.#fail(msg, err, true, requestId);
     }
     const deadline = new Deadline(inboundTimeout(h?.get(H.timeout), this.o.defaultTimeout));
+    const traceparent = nextTraceparent(h?.get("traceparent") || undefined);
     try {
       const headers = fromNats(h, TO_APP_DROP);
       headers[H.timeout] = String(deadline.ms);
+      headers.traceparent = traceparent;
       const upstream = await this.o.app.send({ method: h?.get(NH.method) || "POST", path: h?.get(NH.path) || "/", headers, body: Buffer.from(msg.data), deadline });
       const limit = maxBody(this.client);
       const chunks: Buffer[] = [];
@@ -96,7 +99,7 @@ export class NatsInbound {
       this.#reply(msg, upstream.statusCode ?? 502, back, Buffer.concat(chunks, size));
     } catch (err) {
       const e = toSidecarError(err);
-      if (e.status >= 500) this.o.log.warn("NATS call into the app failed", { code: e.code, error: e.message, requestId });
+      if (e.status >= 500) this.o.log.warn("NATS call into the app failed", { code: e.code, error: e.message, requestId, traceparent });
       this.#fail(msg, e, neverReachedApp(err), requestId);
     } finally {
       deadline.done();
