@@ -196,7 +196,7 @@ export class Sidecar {
       else if (under("/proxy", req.url)) proxy(req, res);
       else if (under("/publish", req.url)) publish(req, res);
       else mgmt(req, res);
-    }, { accessLog });
+    }, { accessLog, headersTimeout: config.api.headersTimeout, requestTimeout: config.api.requestTimeout });
     const api = await this.#apiListener.start(config.api.host, config.api.port);
 
     this.#node = {

@@ -208,6 +208,9 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
   const result = configSchema.safeParse(merged);
   if (!result.success) for (const issue of result.error.issues) problems.push(...describeIssue(issue, merged, originOf));
   else {
+    if (result.data.api.headersTimeout > result.data.api.requestTimeout) {
+      problems.push(`${originOf("api.headersTimeout")}: api.headersTimeout: got ${result.data.api.headersTimeout}ms: expected at most api.requestTimeout (${result.data.api.requestTimeout}ms)`);
+    }
     const seen = new Set<string>();
     result.data.subscriptions.forEach((s, i) => {
       const name = s.name ?? s.topic;

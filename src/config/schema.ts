@@ -13,6 +13,8 @@ export const DEFAULTS = {
   apiHost: "127.0.0.1",
   apiPort: 8081,
   maxBody: 1024 * 1024,
+  headersTimeout: 10_000,
+  requestTimeout: 60_000,
   inboundHostNats: "0.0.0.0",
   inboundPortNats: 8082,
   inboundHostLocal: "127.0.0.1",
@@ -127,6 +129,10 @@ export const configSchema = z.strictObject({
       maxBody: size.default(DEFAULTS.maxBody),
       /** When set, every route but /health* requires `Authorization: Bearer <token>`. */
       token: secret.optional(),
+      /** Time a client has to send its request headers (408 after). */
+      headersTimeout: positiveDuration("api.headersTimeout").default(DEFAULTS.headersTimeout),
+      /** Time a client has to send its whole request, body included (408 after); bounds streamed uploads through /proxy. */
+      requestTimeout: positiveDuration("api.requestTimeout").default(DEFAULTS.requestTimeout),
     })
     .prefault({}),
   inbound: z

@@ -40,8 +40,14 @@ export class Listener {
    * With `tls` (https.createServer options), the listener serves HTTPS. With `accessLog`, one
    * line per request (log.requests). Every request is tagged with its request id and traceparent.
    */
-  constructor(private readonly name: string, handler: RequestListener, options: { tls?: https.ServerOptions | undefined; accessLog?: Logger | undefined } = {}) {
+  constructor(
+    private readonly name: string,
+    handler: RequestListener,
+    options: { tls?: https.ServerOptions | undefined; accessLog?: Logger | undefined; headersTimeout?: number; requestTimeout?: number } = {},
+  ) {
     const { tls, accessLog } = options;
+    const headersTimeout = options.headersTimeout ?? SERVER_LIMITS.headersTimeout;
+    const requestTimeout = options.requestTimeout ?? SERVER_LIMITS.requestTimeout;
     const counted: RequestListener = (req, res) => {
       this.#inFlight += 1;
       tagRequest(req);
@@ -63,7 +69,9 @@ export class Listener {
       });
       handler(req, res);
     };
-    const limits = { maxHeaderSize: SERVER_LIMITS.maxHeaderSize };
+    // Node checks the two timeouts every connectionsCheckingInterval (30 s by default): check often
+    // enough that a slow client is cut close to its deadline.
+    const limits = { maxHeaderSize: SERVER_LIMITS.maxHeaderSize, connectionsCheckingInterval: Math.min(1_000, headersTimeout) };
     this.server = tls ? https.createServer({ ...tls, ...limits }, counted) : http.createServer(limits, counted);
     // Requests too broken to reach a handler still get the JSON error body, then the connection closes.
     this.server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
@@ -72,8 +80,8 @@ export class Listener {
       const body = errorBody(code, message);
       socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
     });
-    this.server.headersTimeout = SERVER_LIMITS.headersTimeout;
-    this.server.requestTimeout = SERVER_LIMITS.requestTimeout;
+    this.server.headersTimeout = headersTimeout;
+    this.server.requestTimeout = requestTimeout;
     this.server.keepAliveTimeout = SERVER_LIMITS.keepAliveTimeout;
   }
 

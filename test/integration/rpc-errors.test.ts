@@ -30,7 +30,7 @@ describe("/rpc answers and errors (local registry)", () => {
     const callerApp = await TestApp.start("caller");
     apps.push(callee, callerApp);
     await start("greeter", callee);
-    const caller = await start("client", callerApp, ["api.maxBody=2KiB"]);
+    const caller = await start("client", callerApp, ["api.maxBody=2KiB", "api.headersTimeout=400ms", "api.requestTimeout=800ms"]);
     base = apiUrl(caller);
     await known("greeter");
   });
@@ -157,6 +157,41 @@ describe("/rpc answers and errors (local registry)", () => {
     assert.match(garbage, /^HTTP\/1\.1 400 Bad Request\r\n/);
     assert.match(garbage, /"code":"BAD_REQUEST"/);
     assert.equal((await fetch(`${base}/health/live`)).status, 200, "and keeps serving");
+  });
+
+  it("slow clients: headers or a body trickled past api.headersTimeout / api.requestTimeout get 408 REQUEST_TIMEOUT, and the sidecar keeps serving", async () => {
+    const { port } = new URL(base);
+    const net = await import("node:net");
+    // Sends `head` at once, then one byte of `trickle` every 100 ms (bounded: at most 40 bytes, 4 s)
+    // until the sidecar answers and closes.
+    const slow = (head: string, trickle: string) =>
+      new Promise<{ text: string; ms: number }>((resolve) => {
+        const t0 = Date.now();
+        const sock = net.connect(Number(port), "127.0.0.1", () => sock.write(head));
+        let i = 0;
+        const timer = setInterval(() => {
+          if (i >= Math.min(trickle.length, 40) || sock.destroyed) return clearInterval(timer);
+          sock.write(trickle[i++]!);
+        }, 100);
+        let text = "";
+        sock.on("data", (c) => (text += c.toString()));
+        const done = () => {
+          clearInterval(timer);
+          resolve({ text, ms: Date.now() - t0 });
+        };
+        sock.on("close", done);
+        sock.on("error", done);
+        setTimeout(() => sock.destroy(), 4_000);
+      });
+    const headers = await slow("POST /rpc HTTP/1.1\r\nhost: x\r\n", "x-slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+    assert.match(headers.text, /^HTTP\/1\.1 408 Request Timeout\r\n/);
+    assert.match(headers.text, /"code":"REQUEST_TIMEOUT"/);
+    assert.ok(headers.ms < 2_500, `cut after ${headers.ms}ms`);
+    const body = await slow("POST /rpc HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 200\r\n\r\n", `{"service": "greeter", "endpoint": "Greeter.Hello", "request": "${"x".repeat(100)}"}`);
+    assert.match(body.text, /^HTTP\/1\.1 408 Request Timeout\r\n/);
+    assert.ok(body.ms < 3_000, `cut after ${body.ms}ms`);
+    const r = await rpc(base, { service: "greeter", endpoint: "Greeter.Hello" });
+    assert.equal(r.status, 200, "and keeps serving");
   });
 
   it("a call past its timeout answers 504 promptly and aborts the upstream request", async () => {

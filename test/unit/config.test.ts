@@ -50,7 +50,7 @@ describe("loadConfig", () => {
     assert.equal(config.service.name, "greeter");
     assert.deepEqual(config.service.metadata, { zone: "a" });
     assert.deepEqual(config.app, { host: "127.0.0.1", port: 5000, health: { path: "/health", interval: 5000, timeout: 1000, failureThreshold: 3, successThreshold: 1 } });
-    assert.deepEqual(config.api, { host: "127.0.0.1", port: 8081, maxBody: 1024 * 1024 });
+    assert.deepEqual(config.api, { host: "127.0.0.1", port: 8081, maxBody: 1024 * 1024, headersTimeout: 10_000, requestTimeout: 60_000 });
     assert.equal(config.registry.kind, "local", "no nats section: the embedded default");
     assert.deepEqual(config.inbound, { host: "127.0.0.1", port: 0, advertise: undefined, allow: undefined });
     assert.equal(config.registry.ttl, 15_000);
@@ -118,6 +118,11 @@ describe("loadConfig", () => {
     assert.ok(p.some((l) => /^environment SIDECAR_NOPE: not a config key/.test(l)), p.join("\n"));
     assert.ok(p.some((l) => /^--set log\.level: log\.level: got "loud"/.test(l)), p.join("\n"));
     assert.ok(p.some((l) => /^--set novalue: expected key\.path=value$/.test(l)), p.join("\n"));
+  });
+
+  it("api.headersTimeout may not exceed api.requestTimeout", () => {
+    const p = problems(() => loadConfig({ env: {}, cwd: dir, set: ["service.name=a", "app.port=1", "api.headersTimeout=30s", "api.requestTimeout=5s"] }));
+    assert.ok(p.some((l) => /^--set api\.headersTimeout: api\.headersTimeout: got 30000ms: expected at most api\.requestTimeout \(5000ms\)$/.test(l)), p.join("\n"));
   });
 
   it("names missing required keys by their full path", () => {
