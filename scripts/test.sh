@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # The whole test suite: `npm test`. Installs what the tests need and is missing (Debian's
-# nats-server and openssl), builds (child-process tests run dist/cli.js as users do), type-checks the
+# nats-server, openssl, chromium), builds (child-process tests run dist/cli.js as users do), type-checks the
 # tests, then runs unit and integration tests with node's test runner.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests run for real: nats-server, openssl (test certificates).
+# Debian packages the tests run for real: nats-server, openssl (test certificates), chromium
+# (the status page, driven by playwright-core, which downloads no browser itself).
 missing=()
 if ! command -v nats-server >/dev/null 2>&1 && [ -z "${NATS_SERVER_BIN:-}" ]; then missing+=(nats-server); fi
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+[ -x "${CHROMIUM_BIN:-/usr/bin/chromium}" ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing Debian packages the tests need: ${missing[*]}" >&2
   SUDO=""

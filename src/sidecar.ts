@@ -4,6 +4,7 @@ import os from "node:os";
 import { Caller } from "./api/caller.js";
 import { systemClock } from "./clock.js";
 import { proxyHandler } from "./api/proxy.js";
+import { RecentEvents } from "./api/recent.js";
 import { rpcHandler } from "./api/rpc.js";
 import { managementApp, type SidecarStatus } from "./api/routes.js";
 import type { Config } from "./config/index.js";
@@ -86,8 +87,11 @@ export class Sidecar {
   #starting: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
 
+  readonly #recent = new RecentEvents();
+
   constructor(readonly config: Config, log: Logger) {
     this.log = log;
+    this.#recent.attach(log);
   }
 
   /** The node record this sidecar registers (available after start). */
@@ -177,8 +181,19 @@ export class Sidecar {
       draining: () => this.#draining,
     };
     const subscriptions = this.#subscriptions;
+    const started = Date.now();
+    const about = () => ({
+      service: config.service.name,
+      version: config.service.version,
+      node: this.#node?.id,
+      address: this.#node?.address,
+      registry: config.registry.kind,
+      broker: config.broker.kind,
+      transport: config.transport.kind,
+      uptimeSeconds: Math.round((Date.now() - started) / 1000),
+    });
     const mgmt = managementApp(
-      { view, status, nodeState: (service, id) => selector.state(service, id), subscriptions: () => subscriptions.list(), metrics },
+      { view, status, nodeState: (service, id) => selector.state(service, id), subscriptions: () => subscriptions.list(), metrics, about, recent: () => this.#recent.list() },
       log.child({ component: "api" }),
     );
     const publish = publishHandler({ broker, service: config.service.name, maxBody: config.api.maxBody, log: log.child({ component: "publish" }) });

@@ -9,6 +9,8 @@ import type { RegistryStatus } from "../registry/types.js";
 import type { RegistryView } from "../registry/view.js";
 import type { Metrics } from "../metrics.js";
 import type { NodeState } from "../selector/index.js";
+import type { RecentEvent } from "./recent.js";
+import { STATUS_PAGE } from "./status-page.js";
 
 /** What the health routes read from the running sidecar. */
 export interface SidecarStatus {
@@ -26,7 +28,13 @@ export interface ManagementDeps {
   nodeState: (service: string, nodeId: string) => NodeState | undefined;
   subscriptions: () => Record<string, unknown>[];
   metrics: Metrics;
+  /** Who this sidecar is, for the status page. */
+  about: () => Record<string, unknown>;
+  /** The last warnings and errors logged, newest first. */
+  recent: () => RecentEvent[];
 }
+
+const EMPTY_STATE: NodeState = { inFlight: 0, consecutiveFailures: 0, ejected: false, ejections: 0 };
 
 const allow = (methods: string) => (req: Request) => {
   throw new SidecarError("METHOD_NOT_ALLOWED", `${req.method} is not allowed on ${req.path}; use ${methods}`, { headers: { allow: methods } });
@@ -36,7 +44,7 @@ const allow = (methods: string) => (req: Request) => {
  * The management surface (DESIGN §6): registry, health. Not the hot path, so express
  * serves it; /rpc is answered before express sees the request (api/server.ts).
  */
-export function managementApp({ view, status, nodeState, subscriptions, metrics }: ManagementDeps, log: Logger): express.Express {
+export function managementApp({ view, status, nodeState, subscriptions, metrics, about, recent }: ManagementDeps, log: Logger): express.Express {
   const app = express();
   app.disable("x-powered-by");
   app.set("etag", false);
@@ -72,8 +80,23 @@ export function managementApp({ view, status, nodeState, subscriptions, metrics 
     if (!isValidName(service)) throw new SidecarError("INVALID_NAME", `service name ${show(service)} must match [A-Za-z0-9][A-Za-z0-9._-]{0,62}`);
     if (!view.known(service)) throw new SidecarError("SERVICE_NOT_FOUND", `no service named '${service}' in the registry`);
     // Each record as registered, plus this sidecar's balancing state of the node (in flight, ejection).
-    const nodes = view.nodes(service).map((n) => ({ ...n, state: nodeState(service, n.id) ?? { inFlight: 0, consecutiveFailures: 0, ejected: false, ejections: 0 } }));
+    const nodes = view.nodes(service).map((n) => ({ ...n, state: nodeState(service, n.id) ?? EMPTY_STATE }));
     res.json({ service, nodes });
+  }).all(allow("GET"));
+
+  // The status page and the one document it reads.
+  app.route("/").get((_req, res) => {
+    res.set("cache-control", "no-store").set("content-security-policy", "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'").type("html").send(STATUS_PAGE);
+  }).all(allow("GET"));
+
+  app.route("/status").get((_req, res) => {
+    res.set("cache-control", "no-store").json({
+      sidecar: about(),
+      health: { app: status.app(), registered: status.registered(), registry: status.registry(), broker: status.broker(), draining: status.draining() },
+      services: view.services().map((service) => ({ service, nodes: view.nodes(service).map((n) => ({ ...n, state: nodeState(service, n.id) ?? EMPTY_STATE })) })),
+      subscriptions: subscriptions(),
+      recentErrors: recent(),
+    });
   }).all(allow("GET"));
 
   app.route("/metrics").get(async (_req, res) => {

@@ -1,0 +1,119 @@
+/**
+ * GET / on the api listener: one static HTML page, no build step and no external assets. Its
+ * script reads GET /status every 2 s and renders it with textContent only (no HTML from data).
+ */
+export const STATUS_PAGE = `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>sidecar status</title>
+<style>
+  body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5rem; color: #1d1d1f; background: #fafafa; }
+  h1 { font-size: 1.3rem; margin: 0 0 .2rem; }
+  h2 { font-size: 1.05rem; margin: 1.6rem 0 .4rem; }
+  .meta { color: #555; }
+  table { border-collapse: collapse; width: 100%; background: #fff; }
+  th, td { text-align: left; padding: .3rem .6rem; border-bottom: 1px solid #e3e3e3; vertical-align: top; }
+  th { background: #f0f0f0; font-weight: 600; }
+  code { font: 12px ui-monospace, monospace; }
+  .ok { color: #17702c; font-weight: 600; }
+  .bad { color: #b3261e; font-weight: 600; }
+  .warn { color: #8a5a00; font-weight: 600; }
+  .empty { color: #777; font-style: italic; }
+  #error { color: #b3261e; }
+</style>
+</head>
+<body>
+<h1>sidecar <span id="service"></span></h1>
+<div class="meta" id="meta"></div>
+<div id="error" role="alert"></div>
+<h2>Health</h2>
+<table id="health"><tbody></tbody></table>
+<h2>Services</h2>
+<table id="services">
+  <thead><tr><th>service</th><th>node</th><th>address</th><th>version</th><th>state</th><th>in flight</th><th>failures in a row</th><th>ejections</th></tr></thead>
+  <tbody></tbody>
+</table>
+<h2>Subscriptions</h2>
+<table id="subscriptions">
+  <thead><tr><th>name</th><th>topic</th><th>path</th><th>state</th><th>delivered</th><th>retried</th><th>dead-lettered</th><th>in flight</th></tr></thead>
+  <tbody></tbody>
+</table>
+<h2>Recent errors</h2>
+<table id="errors">
+  <thead><tr><th>time</th><th>level</th><th>message</th><th>details</th></tr></thead>
+  <tbody></tbody>
+</table>
+<script>
+"use strict";
+function cell(tr, text, cls) {
+  const td = document.createElement("td");
+  td.textContent = text === undefined || text === null ? "" : String(text);
+  if (cls) td.className = cls;
+  tr.appendChild(td);
+  return td;
+}
+function fill(id, rows, columns, emptyText) {
+  const body = document.querySelector("#" + id + " tbody");
+  body.replaceChildren();
+  if (rows.length === 0) {
+    const tr = document.createElement("tr");
+    const td = cell(tr, emptyText, "empty");
+    td.colSpan = columns;
+    body.appendChild(tr);
+    return;
+  }
+  for (const r of rows) {
+    const tr = document.createElement("tr");
+    for (const c of r) cell(tr, c[0], c[1]);
+    body.appendChild(tr);
+  }
+}
+const good = (v, want) => [v, v === want ? "ok" : "bad"];
+function render(s) {
+  document.getElementById("service").textContent = s.sidecar.service + " " + s.sidecar.version;
+  document.getElementById("meta").textContent = "node " + s.sidecar.node + " at " + s.sidecar.address + " · registry " + s.sidecar.registry +
+    " · broker " + s.sidecar.broker + " · transport " + s.sidecar.transport + " · up " + s.sidecar.uptimeSeconds + " s";
+  const h = s.health;
+  fill("health", [
+    [["app"], good(h.app, "passing")],
+    [["registered"], good(h.registered ? "yes" : "no", "yes")],
+    [["registry"], good(h.registry, "connected")],
+    [["broker"], good(h.broker, "connected")],
+    [["draining"], [h.draining ? "yes" : "no", h.draining ? "warn" : "ok"]],
+  ], 2, "");
+  const nodes = [];
+  for (const svc of s.services) {
+    for (const n of svc.nodes) {
+      const st = n.state;
+      const state = st.ejected ? ["ejected until " + st.ejectedUntil, "bad"] : ["serving", "ok"];
+      nodes.push([[svc.service], [n.id], [n.address], [n.version], state, [st.inFlight], [st.consecutiveFailures], [st.ejections]]);
+    }
+  }
+  fill("services", nodes, 8, "no service is registered");
+  fill("subscriptions", s.subscriptions.map((x) => [[x.name], [x.topic], [x.path],
+    [x.state + (x.error ? ": " + x.error : ""), x.state === "active" ? "ok" : x.state === "paused" ? "warn" : "bad"],
+    [x.delivered], [x.retried], [x.deadLettered], [x.inFlight]]), 8, "no subscriptions");
+  fill("errors", s.recentErrors.map((e) => {
+    const { time, level, message, ...rest } = e;
+    return [[time], [level, level === "error" ? "bad" : "warn"], [message], [JSON.stringify(rest)]];
+  }), 4, "no errors or warnings logged");
+}
+async function refresh() {
+  try {
+    const res = await fetch("status", { headers: { accept: "application/json" } });
+    if (!res.ok) throw new Error("GET /status answered " + res.status);
+    render(await res.json());
+    document.getElementById("error").textContent = "";
+    document.body.dataset.loaded = String(Date.now());
+  } catch (err) {
+    document.getElementById("error").textContent = "cannot read the sidecar's status: " + err.message;
+  }
+}
+refresh();
+setInterval(refresh, 2000);
+</script>
+</body>
+</html>
+`;
