@@ -48,6 +48,8 @@ export class JetStreamSubscription implements ActiveSubscription {
   #inFlight = 0;
   #idle: (() => void)[] = [];
   #loop: Promise<void> | undefined;
+  /** Cuts a back-off wait short (pause, stop). */
+  #wake: (() => void) | undefined;
 
   private constructor(
     readonly spec: SubscriptionSpec,
@@ -87,24 +89,61 @@ export class JetStreamSubscription implements ActiveSubscription {
     return this.#paused;
   }
 
+  /** Start consuming; the first pull is awaited so that start() reports a consumer that cannot be read. */
   async #consume(): Promise<void> {
+    const messages = await this.#open();
+    this.#loop = this.#run(messages);
+  }
+
+  async #open(): Promise<ConsumerMessages> {
     const consumer = await this.js.consumers.get(this.stream, consumerName(this.spec));
     // Pull ahead of the deliveries (the server still holds unacknowledged messages to max_ack_pending).
     // Short pulls (5 s): a pull that a lost cluster server was serving is noticed (missed idle
     // heartbeats) and replaced within seconds rather than the default 30 s.
     const messages = await consumer.consume({ max_messages: Math.max(100, this.spec.maxInFlight * 2), expires: 5_000 });
     this.#messages = messages;
-    this.#loop = (async () => {
+    return messages;
+  }
+
+  /**
+   * Deliver until paused or stopped. If the consumer ends by itself (a cluster lost the server
+   * holding it, its leader moved, the connection was replaced), open it again, backing off from
+   * 0.5 s to 10 s: a subscription never dies quietly.
+   */
+  async #run(first: ConsumerMessages | undefined): Promise<void> {
+    let messages: ConsumerMessages | undefined = first;
+    let failures = 0;
+    while (!this.#paused && !this.#stopped) {
       try {
+        messages ??= await this.#open();
+        // Paused or stopped while opening: pause()/stop() closed the previous iterator, not this one.
+        if (this.#paused || this.#stopped) {
+          await messages.close();
+          return;
+        }
         for await (const m of messages) {
+          failures = 0;
           // Paused or stopping: hand the message straight back, so it waits (or another instance takes it).
           if (this.#paused || this.#stopped) m.nak();
           else void this.#handle(m);
         }
+        if (this.#paused || this.#stopped) return;
+        this.log.warn("JetStream consumer ended; opening it again", { subscription: this.spec.name });
       } catch (err) {
-        if (!this.#stopped) this.log.warn("JetStream consumer ended", { subscription: this.spec.name, error: (err as Error).message });
+        if (this.#paused || this.#stopped) return;
+        this.log.warn("JetStream consumer failed; opening it again", { subscription: this.spec.name, error: (err as Error).message, attempt: failures + 1 });
       }
-    })();
+      messages = undefined;
+      const delay = Math.min(10_000, 500 * 2 ** failures++);
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, delay);
+        this.#wake = () => {
+          clearTimeout(t);
+          r();
+        };
+      });
+      this.#wake = undefined;
+    }
   }
 
   async #handle(m: JsMsg): Promise<void> {
@@ -134,6 +173,7 @@ export class JetStreamSubscription implements ActiveSubscription {
   async pause(): Promise<void> {
     if (this.#paused || this.#stopped) return;
     this.#paused = true;
+    this.#wake?.();
     await this.#messages?.close();
     await this.#loop;
     this.log.info("subscription paused: the app is not passing its health check; messages wait in the stream", { subscription: this.spec.name });
@@ -142,15 +182,16 @@ export class JetStreamSubscription implements ActiveSubscription {
   resume(): void {
     if (!this.#paused || this.#stopped) return;
     this.#paused = false;
-    this.#consume().then(
-      () => this.log.info("subscription resumed", { subscription: this.spec.name }),
-      (err: unknown) => this.log.error("cannot resume the subscription", { subscription: this.spec.name, error: (err as Error).message }),
-    );
+    // Paused: the loop ended (pause awaited it). A fresh one opens the consumer, retrying until it can.
+    this.#messages = undefined;
+    this.#loop = this.#run(undefined);
+    this.log.info("subscription resumed", { subscription: this.spec.name });
   }
 
   async stop(timeout: number): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
+    this.#wake?.();
     await this.#messages?.close();
     await this.#loop;
     if (this.#inFlight > 0) {

@@ -33,8 +33,16 @@ export class NatsRegistry implements Registry {
   #closed = false;
   /** The last heartbeat write failed while connected: everyone's heartbeats are likely failing too. */
   #writesFailing = false;
-  /** When our last record write succeeded: the watch must show it soon after. */
-  #lastPutAt = 0;
+  /**
+   * When the oldest of our record writes that the watch has not shown yet succeeded (undefined:
+   * the watch has shown them all). The watch must show a write soon after it succeeds.
+   */
+  #unseenSince: number | undefined;
+  /**
+   * Our watch stalled or failed and has not shown one of our own writes since: this sidecar is
+   * blind to heartbeats, so silence proves nothing about other nodes (the view must not expire them).
+   */
+  #watchBlind = false;
 
   private constructor(
     private readonly client: NatsClient,
@@ -68,7 +76,7 @@ export class NatsRegistry implements Registry {
     try {
       await this.kv.put(key, JSON.stringify(node));
       this.#writesFailing = false;
-      this.#lastPutAt = Date.now();
+      this.#unseenSince ??= Date.now();
     } catch (err) {
       this.#writesFailing = true;
       throw err;
@@ -97,13 +105,21 @@ export class NatsRegistry implements Registry {
 
   async watch(onEvent: (event: RegistryEvent) => void): Promise<RegistryWatch> {
     let stopped = false;
-    let lastEventAt = Date.now();
-    let iter = await this.kv.watch({ key: ">" });
+    let iter = await this.#openWatch();
+    const ours = new Set<string>();
     const run = async (): Promise<void> => {
       while (!stopped) {
         try {
           for await (const e of iter) {
-            lastEventAt = Date.now();
+            if (this.#unseenSince !== undefined) {
+              ours.clear();
+              for (const k of this.#keys.values()) ours.add(k);
+              if (ours.has(e.key)) {
+                this.#unseenSince = undefined;
+                if (this.#watchBlind) this.log.info("registry watch sees our heartbeats again");
+                this.#watchBlind = false;
+              }
+            }
             if (e.operation === "PUT") {
               const node = this.#parse(e.value, e.key);
               // Historical entries carry their server time (never in our future); live ones are fresh now,
@@ -117,13 +133,13 @@ export class NatsRegistry implements Registry {
         } catch (err) {
           this.log.warn("registry watch failed; restarting it", { error: (err as Error).message });
         }
+        if (!stopped && !this.#closed) this.#watchBlind = true;
         // Re-create the watch until it works; never iterate the finished one again.
         for (let attempt = 0; ; attempt++) {
           if (stopped || this.#closed) return;
           await new Promise((r) => setTimeout(r, 250));
           try {
             iter = await this.kv.watch({ key: ">" });
-            lastEventAt = Date.now();
             break;
           } catch (err) {
             if (attempt % 10 === 0) this.log.warn("cannot restart the registry watch yet", { error: (err as Error).message });
@@ -134,11 +150,15 @@ export class NatsRegistry implements Registry {
     void run();
     // A watch can stall silently (its consumer lived on a cluster server that went away). Our own
     // heartbeats are events we must see: one written but not seen within the limit restarts it.
+    // (Measured from the oldest unseen write: heartbeats come every TTL/3, so the newest one is
+    // never older than that, stalled or not.)
     const stallAfter = Math.max(500, Math.min(2_000, Math.floor(this.options.ttl / 3)));
     const watchdog = setInterval(() => {
-      if (this.#lastPutAt > lastEventAt && Date.now() - this.#lastPutAt > stallAfter) {
-        this.log.warn("registry watch stalled (our own heartbeat never arrived); restarting it", { stalledMs: Date.now() - lastEventAt });
-        lastEventAt = Date.now();
+      const since = this.#unseenSince;
+      if (since !== undefined && Date.now() - since > stallAfter) {
+        this.log.warn("registry watch stalled (our own heartbeat never arrived); restarting it", { stalledMs: Date.now() - since });
+        this.#unseenSince = Date.now(); // the new watch gets its own stallAfter
+        this.#watchBlind = true;
         iter.stop();
       }
     }, Math.max(100, Math.floor(stallAfter / 2)));
@@ -155,6 +175,22 @@ export class NatsRegistry implements Registry {
     return watch;
   }
 
+  /**
+   * Open a watch of the whole bucket. A cluster electing a leader refuses or times out for a
+   * while: retry (saying so) rather than fail the sidecar's start.
+   */
+  async #openWatch(): Promise<Awaited<ReturnType<KV["watch"]>>> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.kv.watch({ key: ">" });
+      } catch (err) {
+        if (this.#closed) throw err;
+        if (attempt % 10 === 0) this.log.warn("cannot open the registry watch yet; retrying", { error: (err as Error).message });
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
+  }
+
   #parse(value: Uint8Array, key: string): NodeRecord | undefined {
     try {
       const node = parseNodeRecord(JSON.parse(new TextDecoder().decode(value)));
@@ -169,7 +205,7 @@ export class NatsRegistry implements Registry {
   status(): RegistryStatus {
     if (this.#closed) return "closed";
     const s = this.client.status();
-    return s === "connected" && this.#writesFailing ? "unavailable" : s;
+    return s === "connected" && (this.#writesFailing || this.#watchBlind) ? "unavailable" : s;
   }
 
   async close(): Promise<void> {

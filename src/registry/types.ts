@@ -21,7 +21,7 @@ export type RegistryEvent =
   | { type: "put"; node: NodeRecord; seenAt: number }
   | { type: "delete"; service: string; id: string };
 
-/** `unavailable`: connected, but the registry refuses writes (e.g. a JetStream cluster electing a leader). */
+/** `unavailable`: connected, but the registry refuses writes (e.g. a JetStream cluster electing a leader), or its watch cannot see our own heartbeats (it is being restored): either way, silence from other nodes proves nothing. */
 export type RegistryStatus = "connected" | "unavailable" | "disconnected" | "closed";
 
 export interface RegistryWatch {

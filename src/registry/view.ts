@@ -44,7 +44,10 @@ export class RegistryView {
       let nodes = this.#services.get(node.service);
       if (!nodes) this.#services.set(node.service, (nodes = new Map()));
       const had = nodes.get(node.id);
-      nodes.set(node.id, { node, seenAt });
+      // Never move a node's last sighting back: a restarted watch replays records with the time
+      // they were written, which may be older than what this view already knew (or granted
+      // when the registry came back).
+      nodes.set(node.id, { node, seenAt: Math.max(seenAt, had?.seenAt ?? 0) });
       this.#everSeen.add(node.service);
       // A heartbeat re-put of the same record changes nothing the selector cares about.
       if (!had || JSON.stringify(had.node) !== JSON.stringify(node)) {

@@ -47,9 +47,14 @@ export function testSettings(o: { service: string; appPort: number; registry: { 
 /** An in-process sidecar (fast; for most tests). Logs go nowhere unless SIDECAR_TEST_LOG is set. */
 export async function startSidecar(settings: string[]): Promise<Sidecar> {
   const { config } = loadConfig({ set: settings, env: {}, cwd: EMPTY_DIR });
-  const log = process.env.SIDECAR_TEST_LOG ? createLogger({ level: "debug", format: "pretty", stream: process.stderr }) : silentLogger();
+  const log = process.env.SIDECAR_TEST_LOG ? createLogger({ level: "debug", format: "pretty", stream: process.stderr }).child({ sc: config.service.name }) : silentLogger();
   const sidecar = new Sidecar(config, log);
-  await sidecar.start();
+  try {
+    await sidecar.start();
+  } catch (err) {
+    await sidecar.close(); // a half-started sidecar must not keep the test process alive
+    throw err;
+  }
   return sidecar;
 }
 
