@@ -106,6 +106,10 @@ export class NatsRegistry implements Registry {
   async watch(onEvent: (event: RegistryEvent) => void): Promise<RegistryWatch> {
     let stopped = false;
     let iter = await this.#openWatch();
+    if (this.#closed) {
+      iter.stop();
+      throw new Error("the registry was closed while its watch was opening");
+    }
     const ours = new Set<string>();
     const run = async (): Promise<void> => {
       while (!stopped) {
@@ -139,7 +143,14 @@ export class NatsRegistry implements Registry {
           if (stopped || this.#closed) return;
           await new Promise((r) => setTimeout(r, 250));
           try {
-            iter = await this.kv.watch({ key: ">" });
+            const fresh = await this.kv.watch({ key: ">" });
+            // Stopped while it was being created: this one would never be stopped (and its
+            // heartbeat timer would keep the process alive).
+            if (stopped || this.#closed) {
+              fresh.stop();
+              return;
+            }
+            iter = fresh;
             break;
           } catch (err) {
             if (attempt % 10 === 0) this.log.warn("cannot restart the registry watch yet", { error: (err as Error).message });
