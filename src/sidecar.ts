@@ -6,7 +6,7 @@ import { systemClock } from "./clock.js";
 import { proxyHandler } from "./api/proxy.js";
 import { RecentEvents } from "./api/recent.js";
 import { rpcHandler } from "./api/rpc.js";
-import { managementApp, type SidecarStatus } from "./api/routes.js";
+import { managementHandler, type SidecarStatus } from "./api/routes.js";
 import type { Config } from "./config/index.js";
 import { publishHandler } from "./api/publish.js";
 import { createBroker, type Broker } from "./broker/index.js";
@@ -192,7 +192,7 @@ export class Sidecar {
       transport: config.transport.kind,
       uptimeSeconds: Math.round((Date.now() - started) / 1000),
     });
-    const mgmt = managementApp(
+    const mgmt = managementHandler(
       { view, status, nodeState: (service, id) => selector.state(service, id), subscriptions: () => subscriptions.list(), metrics, about, recent: () => this.#recent.list() },
       log.child({ component: "api" }),
     );
@@ -201,7 +201,7 @@ export class Sidecar {
     const proxy = proxyHandler({ caller, defaultTimeout: config.calls.timeout, dropAuthorization: config.api.token !== undefined, log: log.child({ component: "proxy" }) });
     const apiToken = new Secret(config.api.token);
     const apiLog = log.child({ component: "api" });
-    // The hot routes are answered by plain node:http; express sees only the management surface.
+    // Every route is answered by plain node:http: the hot ones first, then the management surface.
     this.#apiListener = new Listener("api", (req: IncomingMessage, res: ServerResponse) => {
       if (apiToken.required && !under("/health", req.url) && !apiToken.acceptsBearer(req.headers.authorization)) {
         const err = new SidecarError("UNAUTHORIZED", "this sidecar requires Authorization: Bearer <api.token>", { headers: { "www-authenticate": 'Bearer realm="sidecar"' } });

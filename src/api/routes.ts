@@ -1,4 +1,4 @@
-import express, { type NextFunction, type Request, type Response } from "express";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import { SidecarError } from "../errors.js";
 import type { AppHealth } from "../health/checker.js";
 import { requestIdOf } from "../http/headers.js";
@@ -36,84 +36,98 @@ export interface ManagementDeps {
 
 const EMPTY_STATE: NodeState = { inFlight: 0, consecutiveFailures: 0, ejected: false, ejections: 0 };
 
-const allow = (methods: string) => (req: Request) => {
-  throw new SidecarError("METHOD_NOT_ALLOWED", `${req.method} is not allowed on ${req.path}; use ${methods}`, { headers: { allow: methods } });
-};
+type Route = (req: IncomingMessage, res: ServerResponse, param: string | undefined) => void | Promise<void>;
+
+function json(res: ServerResponse, status: number, value: unknown): void {
+  const text = JSON.stringify(value);
+  res.writeHead(status, { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(text), "cache-control": "no-store" });
+  res.end(text);
+}
+
+function send(res: ServerResponse, contentType: string, text: string, headers: Record<string, string> = {}): void {
+  res.writeHead(200, { "content-type": contentType, "content-length": Buffer.byteLength(text), "cache-control": "no-store", ...headers });
+  res.end(text);
+}
+
+const PAGE_HEADERS = { "content-security-policy": "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'" };
 
 /**
- * The management surface (DESIGN §6): registry, health. Not the hot path, so express
- * serves it; /rpc is answered before express sees the request (api/server.ts).
+ * The management surface (DESIGN §6): health, registry, subscriptions, metrics and the status
+ * page. GET (and HEAD) only; 405 with Allow for other methods, 404 for other paths. Plain
+ * node:http like the hot path: a handful of fixed routes need no framework (express cost
+ * about 6 MiB of resident memory per sidecar for these eight routes).
  */
-export function managementApp({ view, status, nodeState, subscriptions, metrics, about, recent }: ManagementDeps, log: Logger): express.Express {
-  const app = express();
-  app.disable("x-powered-by");
-  app.set("etag", false);
+export function managementHandler({ view, status, nodeState, subscriptions, metrics, about, recent }: ManagementDeps, log: Logger): (req: IncomingMessage, res: ServerResponse) => void {
+  const nodesOf = (service: string) => view.nodes(service).map((n) => ({ ...n, state: nodeState(service, n.id) ?? EMPTY_STATE }));
 
-  app.route("/health").get((_req, res) => {
-    const app = status.app();
-    const registry = status.registry();
-    const broker = status.broker();
-    const ok = app === "passing" && registry === "connected" && broker === "connected" && !status.draining();
-    res.status(ok ? 200 : 503).json({ status: ok ? "ok" : status.draining() ? "draining" : "unavailable", app, registry, broker });
-  }).all(allow("GET"));
-
-  app.route("/health/live").get((_req, res) => {
-    res.json({ status: "ok" });
-  }).all(allow("GET"));
-
-  app.route("/health/ready").get((_req, res) => {
-    const reasons: string[] = [];
-    if (status.draining()) reasons.push("the sidecar is shutting down");
-    if (!status.registered()) reasons.push(`the app is not registered (health: ${status.app()})`);
-    if (status.registry() !== "connected") reasons.push(`the registry is ${status.registry()}`);
-    if (status.broker() !== "connected") reasons.push(`the broker is ${status.broker()}`);
-    if (!status.subscriptionsHealthy()) reasons.push("a subscription failed to start (GET /subscriptions)");
-    res.status(reasons.length === 0 ? 200 : 503).json(reasons.length === 0 ? { status: "ready" } : { status: "not ready", reasons });
-  }).all(allow("GET"));
-
-  app.route("/registry").get((_req, res) => {
-    res.json({ services: view.services().map((service) => ({ service, nodes: view.nodes(service) })) });
-  }).all(allow("GET"));
-
-  app.route("/registry/:service").get((req, res) => {
-    const service = req.params.service as string;
-    if (!isValidName(service)) throw new SidecarError("INVALID_NAME", `service name ${show(service)} must match [A-Za-z0-9][A-Za-z0-9._-]{0,62}`);
-    if (!view.known(service)) throw new SidecarError("SERVICE_NOT_FOUND", `no service named '${service}' in the registry`);
-    // Each record as registered, plus this sidecar's balancing state of the node (in flight, ejection).
-    const nodes = view.nodes(service).map((n) => ({ ...n, state: nodeState(service, n.id) ?? EMPTY_STATE }));
-    res.json({ service, nodes });
-  }).all(allow("GET"));
-
-  // The status page and the one document it reads.
-  app.route("/").get((_req, res) => {
-    res.set("cache-control", "no-store").set("content-security-policy", "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'").type("html").send(STATUS_PAGE);
-  }).all(allow("GET"));
-
-  app.route("/status").get((_req, res) => {
-    res.set("cache-control", "no-store").json({
+  const routes = new Map<string, Route>([
+    ["/health", (_req, res) => {
+      const app = status.app();
+      const registry = status.registry();
+      const broker = status.broker();
+      const ok = app === "passing" && registry === "connected" && broker === "connected" && !status.draining();
+      json(res, ok ? 200 : 503, { status: ok ? "ok" : status.draining() ? "draining" : "unavailable", app, registry, broker });
+    }],
+    ["/health/live", (_req, res) => json(res, 200, { status: "ok" })],
+    ["/health/ready", (_req, res) => {
+      const reasons: string[] = [];
+      if (status.draining()) reasons.push("the sidecar is shutting down");
+      if (!status.registered()) reasons.push(`the app is not registered (health: ${status.app()})`);
+      if (status.registry() !== "connected") reasons.push(`the registry is ${status.registry()}`);
+      if (status.broker() !== "connected") reasons.push(`the broker is ${status.broker()}`);
+      if (!status.subscriptionsHealthy()) reasons.push("a subscription failed to start (GET /subscriptions)");
+      json(res, reasons.length === 0 ? 200 : 503, reasons.length === 0 ? { status: "ready" } : { status: "not ready", reasons });
+    }],
+    ["/registry", (_req, res) => json(res, 200, { services: view.services().map((service) => ({ service, nodes: view.nodes(service) })) })],
+    ["/registry/:service", (_req, res, service) => {
+      if (service === undefined || !isValidName(service)) throw new SidecarError("INVALID_NAME", `service name ${show(service)} must match [A-Za-z0-9][A-Za-z0-9._-]{0,62}`);
+      if (!view.known(service)) throw new SidecarError("SERVICE_NOT_FOUND", `no service named '${service}' in the registry`);
+      // Each record as registered, plus this sidecar's balancing state of the node (in flight, ejection).
+      json(res, 200, { service, nodes: nodesOf(service) });
+    }],
+    ["/metrics", async (_req, res) => send(res, metrics.contentType, await metrics.text())],
+    ["/subscriptions", (_req, res) => json(res, 200, { subscriptions: subscriptions() })],
+    // The status page and the one document it reads.
+    ["/", (_req, res) => send(res, "text/html; charset=utf-8", STATUS_PAGE, PAGE_HEADERS)],
+    ["/status", (_req, res) => json(res, 200, {
       sidecar: about(),
       health: { app: status.app(), registered: status.registered(), registry: status.registry(), broker: status.broker(), draining: status.draining() },
-      services: view.services().map((service) => ({ service, nodes: view.nodes(service).map((n) => ({ ...n, state: nodeState(service, n.id) ?? EMPTY_STATE })) })),
+      services: view.services().map((service) => ({ service, nodes: nodesOf(service) })),
       subscriptions: subscriptions(),
       recentErrors: recent(),
-    });
-  }).all(allow("GET"));
+    })],
+  ]);
 
-  app.route("/metrics").get(async (_req, res) => {
-    res.type(metrics.contentType).send(await metrics.text());
-  }).all(allow("GET"));
+  /** The route for a path, and its parameter ("/registry/greeter" → "/registry/:service", "greeter"). */
+  const match = (path: string): [Route, string | undefined] | undefined => {
+    const exact = routes.get(path);
+    if (exact) return [exact, undefined];
+    const m = /^\/registry\/([^/]+)$/.exec(path);
+    if (!m) return undefined;
+    let service: string;
+    try {
+      service = decodeURIComponent(m[1]!);
+    } catch {
+      service = m[1]!;
+    }
+    return [routes.get("/registry/:service")!, service];
+  };
 
-  app.route("/subscriptions").get((_req, res) => {
-    res.json({ subscriptions: subscriptions() });
-  }).all(allow("GET"));
-
-  app.use((req: Request) => {
-    throw new SidecarError("NOT_FOUND", `no route ${req.method} ${req.path}`);
-  });
-
-  // Express needs the four-argument signature to recognise an error handler.
-  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
-    sendError(res, err, requestIdOf(req), log);
-  });
-  return app;
+  return (req, res) => {
+    const requestId = requestIdOf(req);
+    const url = req.url ?? "/";
+    const q = url.indexOf("?");
+    let path = q === -1 ? url : url.slice(0, q);
+    if (path.length > 1 && path.endsWith("/")) path = path.slice(0, -1);
+    Promise.resolve()
+      .then(() => {
+        const found = match(path);
+        if (!found) throw new SidecarError("NOT_FOUND", `no route ${req.method} ${path}`);
+        if (req.method !== "GET" && req.method !== "HEAD") {
+          throw new SidecarError("METHOD_NOT_ALLOWED", `${req.method} is not allowed on ${path}; use GET`, { headers: { allow: "GET, HEAD" } });
+        }
+        return found[0](req, res, found[1]);
+      })
+      .catch((err: unknown) => sendError(res, err, requestId, log));
+  };
 }
