@@ -27,8 +27,18 @@ export function startPrinting(script: string, args: string[]): Promise<{ proc: C
 }
 
 /** Start `sidecar start` with these --set settings (JSON logs); resolves once it logs `ready`. */
+/**
+ * The V8 flags the `sidecar` command runs with: those on dist/cli.js's shebang line
+ * (`#!/usr/bin/env -S node <flags>`), so the benchmark measures the sidecar as users start it.
+ */
+export function cliNodeFlags(): string[] {
+  const first = readFileSync(path.join(ROOT, "dist/cli.js"), "utf8").split("\n", 1)[0]!;
+  const m = /^#!\/usr\/bin\/env -S node(.*)$/.exec(first);
+  return m ? m[1]!.trim().split(/\s+/).filter(Boolean) : [];
+}
+
 export function startSidecar(settings: string[], ready: "registered" | "subscribed"): Promise<{ proc: ChildProcess; api: string }> {
-  const proc = spawn(process.execPath, [path.join(ROOT, "dist/cli.js"), "start", ...[...settings, "log.format=json", "log.level=info"].flatMap((s) => ["--set", s])], {
+  const proc = spawn(process.execPath, [...cliNodeFlags(), path.join(ROOT, "dist/cli.js"), "start", ...[...settings, "log.format=json", "log.level=info"].flatMap((s) => ["--set", s])], {
     stdio: ["ignore", "pipe", "inherit"],
   });
   return new Promise((resolve, reject) => {
