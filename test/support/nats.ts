@@ -35,8 +35,8 @@ export class NatsServer {
     return servers;
   }
 
-  /** One server; `config` is the text of a nats-server config file (authorization, tls, ...). */
-  static async start(options: { config?: string } = {}): Promise<NatsServer> {
+  /** One server (on `port`, else a random one); `config` is the text of a nats-server config file (authorization, tls, ...). */
+  static async start(options: { config?: string; port?: number } = {}): Promise<NatsServer> {
     const storeDir = mkdtempSync(path.join(os.tmpdir(), "sidecar-nats-"));
     const extra: string[] = [];
     if (options.config !== undefined) {
@@ -44,7 +44,7 @@ export class NatsServer {
       writeFileSync(file, options.config);
       extra.push("-c", file);
     }
-    const server = new NatsServer(storeDir, -1, extra);
+    const server = new NatsServer(storeDir, options.port ?? -1, extra);
     await server.#spawn();
     return server;
   }

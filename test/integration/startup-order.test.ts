@@ -1,0 +1,35 @@
+import assert from "node:assert/strict";
+import { after, describe, it } from "node:test";
+import { TestApp } from "../support/app.js";
+import { NatsServer } from "../support/nats.js";
+import { freePort } from "../support/ports.js";
+import { SidecarProcess, teardown, testSettings } from "../support/sidecar.js";
+
+/** Start-up order: a sidecar started before NATS is reachable waits, registers nothing, then comes up by itself. */
+describe("start-up order: NATS after the sidecar", () => {
+  let nats: NatsServer | undefined;
+  let app: TestApp | undefined;
+  let proc: SidecarProcess | undefined;
+
+  after(async () => {
+    await teardown({ procs: proc ? [proc] : [], apps: app ? [app] : [], nats });
+  });
+
+  it("waits for NATS saying so, registers nothing meanwhile, and registers once NATS is up", async () => {
+    app = await TestApp.start("early");
+    const port = await freePort();
+    const settings = testSettings({ service: "early", appPort: app.port, registry: { nats: `nats://127.0.0.1:${port}` } });
+    proc = SidecarProcess.spawn(["start", ...[...settings, "log.format=json"].flatMap((s) => ["--set", s])]);
+    const waiting = await proc.waitForLog("waiting for NATS: cannot connect yet, retrying every second", 10_000);
+    assert.deepEqual(waiting.servers, [`nats://127.0.0.1:${port}`]);
+    assert.equal(proc.find("registered"), undefined);
+
+    nats = await NatsServer.start({ port });
+    await proc.waitForLog("registered", 10_000);
+    const res = await fetch(`${proc.apiUrl}/registry/early`);
+    assert.equal(res.status, 200);
+    const body = (await res.json()) as { nodes: { id: string }[] };
+    assert.deepEqual(body.nodes.map((n) => n.id), [proc.nodeId]);
+    assert.equal((await fetch(`${proc.apiUrl}/health`)).status, 200);
+  });
+});
