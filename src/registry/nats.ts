@@ -30,6 +30,7 @@ export class NatsRegistry implements Registry {
   readonly kind = "nats";
   #keys = new Map<string, string>();
   #watches = new Set<RegistryWatch>();
+  #creating = new Set<Promise<unknown>>();
   #closed = false;
   /** The last heartbeat write failed while connected: everyone's heartbeats are likely failing too. */
   #writesFailing = false;
@@ -143,7 +144,7 @@ export class NatsRegistry implements Registry {
           if (stopped || this.#closed) return;
           await new Promise((r) => setTimeout(r, 250));
           try {
-            const fresh = await this.kv.watch({ key: ">" });
+            const fresh = await this.#createWatch();
             // Stopped while it was being created: this one would never be stopped (and its
             // heartbeat timer would keep the process alive).
             if (stopped || this.#closed) {
@@ -190,10 +191,23 @@ export class NatsRegistry implements Registry {
    * Open a watch of the whole bucket. A cluster electing a leader refuses or times out for a
    * while: retry (saying so) rather than fail the sidecar's start.
    */
+  /**
+   * kv.watch, tracked until it settles: close() waits for watches being created before the
+   * connection closes. (nats.js starts a consumer's heartbeat timer before subscribing; a watch
+   * whose subscribe fails on a closed connection leaks that timer, which keeps the process alive.)
+   */
+  #createWatch(): Promise<Awaited<ReturnType<KV["watch"]>>> {
+    const p = this.kv.watch({ key: ">" });
+    this.#creating.add(p);
+    const done = () => this.#creating.delete(p);
+    p.then(done, done);
+    return p;
+  }
+
   async #openWatch(): Promise<Awaited<ReturnType<KV["watch"]>>> {
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.kv.watch({ key: ">" });
+        return await this.#createWatch();
       } catch (err) {
         if (this.#closed) throw err;
         if (attempt % 10 === 0) this.log.warn("cannot open the registry watch yet; retrying", { error: (err as Error).message });
@@ -219,8 +233,10 @@ export class NatsRegistry implements Registry {
     return s === "connected" && (this.#writesFailing || this.#watchBlind) ? "unavailable" : s;
   }
 
+  /** Stop every watch; watches still being created settle first (and stop themselves: #closed). */
   async close(): Promise<void> {
     this.#closed = true;
     for (const w of [...this.#watches]) w.stop();
+    await Promise.allSettled([...this.#creating]);
   }
 }
