@@ -2,6 +2,7 @@ import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:
 import { SidecarError } from "../errors.js";
 import { readBody } from "../http/body.js";
 import { H, requestIdOf } from "../http/headers.js";
+import { requestSpan } from "./envelope.js";
 import { sendError } from "../http/reply.js";
 import type { Logger } from "../log.js";
 import { isValidName, show } from "../names.js";
@@ -121,7 +122,9 @@ export function rpcHandler(o: RpcOptions): (req: IncomingMessage, res: ServerRes
       }
       const timeout = e.timeout === undefined ? checkTimeoutHeader(req) : checkTimeout(Number(e.timeout), "field 'timeout'", e.timeout);
       const retries = e.retries === undefined ? headerRetries(req) : checkRetries(e.retries, "field 'retries'");
-      const payload = Buffer.from(JSON.stringify(e.request === undefined ? {} : e.request));
+      // The request's own bytes, as the app wrote them (the envelope already parsed as JSON).
+      const span = e.request === undefined ? undefined : requestSpan(body);
+      const payload = span ? body.subarray(span.start, span.end) : Buffer.from(JSON.stringify(e.request === undefined ? {} : e.request));
       await o.caller.call(
         { service, method: "POST", path: endpointToPath(endpoint), headers: passHeaders(req, "application/json"), body: payload, timeout: timeout ?? o.defaultTimeout, retries, key: keyOf(req, o.caller, service), label: endpoint, requestId },
         res,

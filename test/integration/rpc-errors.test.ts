@@ -41,6 +41,14 @@ describe("/rpc answers and errors (local registry)", () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  it("the envelope's request reaches the app as the caller's exact bytes (big integers, escapes, spacing)", async () => {
+    const request = '{"id": 12345678901234567890, "name": "caf\\u00e9"}';
+    const r = await rpc(base, `{"service": "greeter", "endpoint": "Greeter.Hello", "request": ${request}}`);
+    assert.equal(r.status, 200);
+    assert.equal(callee.calls.at(-1)!.body, request);
+    assert.equal(callee.calls.at(-1)!.headers["content-type"], "application/json");
+  });
+
   it("passes the callee's status, content type and body through unchanged", async () => {
     const r = await rpc(base, { service: "greeter", endpoint: "/status/418" });
     assert.equal(r.status, 418);

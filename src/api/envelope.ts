@@ -1,0 +1,67 @@
+/**
+ * Where the `request` member of a /rpc envelope sits in the body, so its bytes can travel to the
+ * callee as the caller wrote them: no re-serialisation (big integers keep their digits, escapes
+ * and formatting stay), and no second pass over a large payload. The body must already have
+ * passed JSON.parse; like JSON.parse, the last of duplicate keys wins. Structural characters are
+ * ASCII, so scanning UTF-8 bytes is safe.
+ */
+const REQUEST_KEY = Buffer.from('"request"');
+
+export function requestSpan(body: Uint8Array): { start: number; end: number } | undefined {
+  let i = skipSpace(body, 0);
+  if (body[i] !== 0x7b /* { */) return undefined;
+  i = skipSpace(body, i + 1);
+  let found: { start: number; end: number } | undefined;
+  while (i < body.length && body[i] !== 0x7d /* } */) {
+    const keyStart = i;
+    i = skipString(body, i);
+    // An escaped key may decode to "request" (JSON.parse would see it): leave such bodies to JSON.stringify.
+    if (body.subarray(keyStart, i).includes(0x5c)) return undefined;
+    const isRequest = i - keyStart === 9 && Buffer.from(body.buffer, body.byteOffset + keyStart, 9).equals(REQUEST_KEY);
+    i = skipSpace(body, i);
+    i = skipSpace(body, i + 1); // the ':'
+    const start = i;
+    i = skipValue(body, i);
+    if (isRequest) found = { start, end: i };
+    i = skipSpace(body, i);
+    if (body[i] === 0x2c /* , */) i = skipSpace(body, i + 1);
+  }
+  return found;
+}
+
+function skipSpace(b: Uint8Array, i: number): number {
+  while (i < b.length && (b[i] === 0x20 || b[i] === 0x0a || b[i] === 0x0d || b[i] === 0x09)) i++;
+  return i;
+}
+
+/** From an opening quote to just past its closing quote. */
+function skipString(b: Uint8Array, i: number): number {
+  i++;
+  while (i < b.length && b[i] !== 0x22) i += b[i] === 0x5c /* \ */ ? 2 : 1;
+  return i + 1;
+}
+
+function skipValue(b: Uint8Array, i: number): number {
+  const c = b[i];
+  if (c === 0x22) return skipString(b, i);
+  if (c === 0x7b || c === 0x5b) {
+    let depth = 0;
+    while (i < b.length) {
+      const d = b[i];
+      if (d === 0x22) {
+        i = skipString(b, i);
+        continue;
+      }
+      if (d === 0x7b || d === 0x5b) depth++;
+      else if (d === 0x7d || d === 0x5d) {
+        depth--;
+        if (depth === 0) return i + 1;
+      }
+      i++;
+    }
+    return i;
+  }
+  // A number or a literal: up to the next delimiter.
+  while (i < b.length && b[i] !== 0x2c && b[i] !== 0x7d && b[i] !== 0x5d && b[i] !== 0x20 && b[i] !== 0x0a && b[i] !== 0x0d && b[i] !== 0x09) i++;
+  return i;
+}
