@@ -37,6 +37,22 @@ import type { Transport } from "./transport/types.js";
 /** How long a draining sidecar keeps refusing calls politely before closing its inbound listener. */
 const DRAIN_GRACE_MS = 500;
 
+/**
+ * The api while the sidecar starts: alive (/health/live 200), not ready (/health and
+ * /health/ready 503 with the reason), every other route 503 STARTING with Retry-After.
+ */
+function starting(req: IncomingMessage, res: ServerResponse, log: Logger, registry: string): void {
+  const reason = registry === "nats" ? "the sidecar is starting: waiting for NATS and the registry bucket" : "the sidecar is starting";
+  const body = (status: number, value: unknown) => {
+    const text = JSON.stringify(value);
+    res.writeHead(status, { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(text), "retry-after": "1" }).end(text);
+  };
+  if (under("/health/live", req.url)) return body(200, { status: "ok" });
+  if (under("/health/ready", req.url)) return body(503, { status: "not ready", reasons: [reason] });
+  if (under("/health", req.url)) return body(503, { status: "starting", app: "unknown", registry: "disconnected", broker: "disconnected" });
+  sendError(res, new SidecarError("STARTING", `${reason}; try again shortly`, { headers: { "retry-after": "1" } }), requestIdOf(req), log);
+}
+
 /** Is `url` under `prefix` ("/rpc" matches /rpc, /rpc/x and /rpc?x, not /rpcx)? */
 function under(prefix: string, url: string | undefined): boolean {
   if (url === undefined || !url.startsWith(prefix)) return false;
@@ -78,6 +94,8 @@ export class Sidecar {
   #appClient: AppClient | undefined;
   #inboundListener: Listener | undefined;
   #apiListener: Listener | undefined;
+  /** What the api listener answers: `starting` until start() has built the real routes. */
+  #api: (req: IncomingMessage, res: ServerResponse) => void = (req, res) => starting(req, res, this.log, this.config.registry.kind);
   #checker: HealthChecker | undefined;
   #registrar: Registrar | undefined;
   #node: NodeRecord | undefined;
@@ -125,6 +143,12 @@ export class Sidecar {
         { dir: config.registry.dir },
       );
     }
+    // The api listener answers at once: while the backbone is not there yet (NATS unreachable),
+    // the app gets a clear 503 STARTING and orchestrators a live process, not a refused connection.
+    const accessLog = config.log.requests ? log.child({ component: "access" }) : undefined;
+    this.#apiListener = new Listener("api", (req, res) => this.#api(req, res), { accessLog, headersTimeout: config.api.headersTimeout, requestTimeout: config.api.requestTimeout });
+    const api = await this.#apiListener.start(config.api.host, config.api.port);
+    log.info("api listening", { api: `${api.address}:${api.port}` });
     this.#registry = await createRegistry({ config, log: log.child({ component: "registry" }), nats: () => this.#natsClient(), signal: this.#stop.signal });
     this.#view = new RegistryView(this.#registry, config.registry.ttl, log.child({ component: "registry-view" }));
     await this.#view.start();
@@ -167,7 +191,6 @@ export class Sidecar {
       mutualTls: meshTls?.mutual ?? false,
       log: log.child({ component: "inbound" }),
     });
-    const accessLog = config.log.requests ? log.child({ component: "access" }) : undefined;
     this.#inboundListener = new Listener("inbound", inbound.handle, { tls: meshTls?.serverOptions, accessLog });
     const bound = await this.#inboundListener.start(config.inbound.host, config.inbound.port);
 
@@ -202,7 +225,7 @@ export class Sidecar {
     const apiToken = new Secret(config.api.token);
     const apiLog = log.child({ component: "api" });
     // Every route is answered by plain node:http: the hot ones first, then the management surface.
-    this.#apiListener = new Listener("api", (req: IncomingMessage, res: ServerResponse) => {
+    this.#api = (req: IncomingMessage, res: ServerResponse) => {
       if (apiToken.required && !under("/health", req.url) && !apiToken.acceptsBearer(req.headers.authorization)) {
         const err = new SidecarError("UNAUTHORIZED", "this sidecar requires Authorization: Bearer <api.token>", { headers: { "www-authenticate": 'Bearer realm="sidecar"' } });
         return sendError(res, err, requestIdOf(req), apiLog);
@@ -211,8 +234,7 @@ export class Sidecar {
       else if (under("/proxy", req.url)) proxy(req, res);
       else if (under("/publish", req.url)) publish(req, res);
       else mgmt(req, res);
-    }, { accessLog, headersTimeout: config.api.headersTimeout, requestTimeout: config.api.requestTimeout });
-    const api = await this.#apiListener.start(config.api.host, config.api.port);
+    };
 
     this.#node = {
       id: `${config.service.name.replace(/\./g, "-")}-${randomBytes(4).toString("hex")}`,

@@ -15,7 +15,7 @@ describe("start-up order: NATS after the sidecar", () => {
     await teardown({ procs: proc ? [proc] : [], apps: app ? [app] : [], nats });
   });
 
-  it("waits for NATS saying so, registers nothing meanwhile, and registers once NATS is up", async () => {
+  it("waits for NATS saying so, registers nothing, answers 503 STARTING meanwhile, and registers once NATS is up", async () => {
     app = await TestApp.start("early");
     const port = await freePort();
     const settings = testSettings({ service: "early", appPort: app.port, registry: { nats: `nats://127.0.0.1:${port}` } });
@@ -23,6 +23,16 @@ describe("start-up order: NATS after the sidecar", () => {
     const waiting = await proc.waitForLog("waiting for NATS: cannot connect yet, retrying every second", 10_000);
     assert.deepEqual(waiting.servers, [`nats://127.0.0.1:${port}`]);
     assert.equal(proc.find("registered"), undefined);
+    // Meanwhile the app's sidecar answers, and says why it cannot serve yet.
+    const api = `http://${String((await proc.waitForLog("api listening")).api)}`;
+    assert.equal((await fetch(`${api}/health/live`)).status, 200);
+    const ready = await fetch(`${api}/health/ready`);
+    assert.equal(ready.status, 503);
+    assert.deepEqual(await ready.json(), { status: "not ready", reasons: ["the sidecar is starting: waiting for NATS and the registry bucket"] });
+    const call = await fetch(`${api}/rpc`, { method: "POST", headers: { "content-type": "application/json" }, body: '{"service":"x","endpoint":"y"}' });
+    assert.equal(call.status, 503);
+    assert.equal(call.headers.get("retry-after"), "1");
+    assert.equal(((await call.json()) as { error: { code: string } }).error.code, "STARTING");
 
     nats = await NatsServer.start({ port });
     await proc.waitForLog("registered", 10_000);
