@@ -226,7 +226,8 @@ export class Sidecar {
     const apiLog = log.child({ component: "api" });
     // Every route is answered by plain node:http: the hot ones first, then the management surface.
     this.#api = (req: IncomingMessage, res: ServerResponse) => {
-      if (apiToken.required && !under("/health", req.url) && !apiToken.acceptsBearer(req.headers.authorization)) {
+      // /health* and the status page's static HTML carry no data; everything else needs the token.
+      if (apiToken.required && !under("/health", req.url) && req.url !== "/" && !apiToken.acceptsBearer(req.headers.authorization)) {
         const err = new SidecarError("UNAUTHORIZED", "this sidecar requires Authorization: Bearer <api.token>", { headers: { "www-authenticate": 'Bearer realm="sidecar"' } });
         return sendError(res, err, requestIdOf(req), apiLog);
       }

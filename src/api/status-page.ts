@@ -28,6 +28,10 @@ export const STATUS_PAGE = `<!doctype html>
 <h1>sidecar <span id="service"></span></h1>
 <div class="meta" id="meta"></div>
 <div id="error" role="alert"></div>
+<form id="login" hidden>
+  <label>This sidecar requires its api.token: <input id="token" type="password" autocomplete="off" size="40"></label>
+  <button type="submit">Show status</button>
+</form>
 <h2>Health</h2>
 <table id="health"><tbody></tbody></table>
 <h2>Services</h2>
@@ -100,9 +104,23 @@ function render(s) {
     return [[time], [level, level === "error" ? "bad" : "warn"], [message], [JSON.stringify(rest)]];
   }), 4, "no errors or warnings logged");
 }
+// With api.token, the token is asked for once and kept for this tab only (sessionStorage).
+document.getElementById("login").addEventListener("submit", (e) => {
+  e.preventDefault();
+  sessionStorage.setItem("sidecar-api-token", document.getElementById("token").value);
+  refresh();
+});
 async function refresh() {
   try {
-    const res = await fetch("status", { headers: { accept: "application/json" } });
+    const headers = { accept: "application/json" };
+    const token = sessionStorage.getItem("sidecar-api-token");
+    if (token) headers.authorization = "Bearer " + token;
+    const res = await fetch("status", { headers });
+    document.getElementById("login").hidden = res.status !== 401;
+    if (res.status === 401) {
+      document.getElementById("error").textContent = token ? "the token was refused" : "";
+      return;
+    }
     if (!res.ok) throw new Error("GET /status answered " + res.status);
     render(await res.json());
     document.getElementById("error").textContent = "";

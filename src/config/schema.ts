@@ -127,7 +127,7 @@ export const configSchema = z.strictObject({
       host: host.default(DEFAULTS.apiHost),
       port: port.default(DEFAULTS.apiPort),
       maxBody: size.default(DEFAULTS.maxBody),
-      /** When set, every route but /health* requires `Authorization: Bearer <token>`. */
+      /** When set, every route but /health* and GET / (static HTML) requires `Authorization: Bearer <token>`. */
       token: secret.optional(),
       /** Time a client has to send its request headers (408 after). */
       headersTimeout: positiveDuration("api.headersTimeout").default(DEFAULTS.headersTimeout),

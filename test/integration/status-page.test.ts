@@ -86,6 +86,29 @@ describe("status page (headless Chromium)", () => {
     assert.ok(errors.some((r) => r[1] === "warn" && r[2] === "node ejected" && r[3]!.includes(bad.node.id)), JSON.stringify(errors));
   });
 
+  it("with api.token: the page asks for the token, refuses a wrong one, and shows the status with the right one", async () => {
+    const token = "status-token-0123456789abcdef";
+    const locked = await start("locked", [`api.token=${token}`]);
+    const base = apiUrl(locked.s);
+    assert.equal((await fetch(`${base}/status`)).status, 401, "the data needs the token");
+    const p = await browser.newPage();
+    try {
+      await p.goto(`${base}/`);
+      await p.waitForSelector("#login:not([hidden])");
+      assert.equal(await p.textContent("h1"), "sidecar ", "no data shown without the token");
+      await p.fill("#token", "wrong-token-0123456789abcdef");
+      await p.click("#login button");
+      await p.waitForFunction(() => document.getElementById("error")?.textContent === "the token was refused");
+      await p.fill("#token", token);
+      await p.click("#login button");
+      await p.waitForSelector("body[data-loaded]");
+      assert.match((await p.textContent("h1")) ?? "", /locked 0\.0\.0/);
+      assert.equal(await p.isHidden("#login"), true);
+    } finally {
+      await p.close();
+    }
+  });
+
   it("data from the registry is shown as text, never as HTML", async () => {
     // A node record with markup in a field must not inject it into the page.
     const metadataNode = await start("markup", ["service.version=<img src=x onerror=alert(1)>"]);
