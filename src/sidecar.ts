@@ -18,7 +18,7 @@ import { HealthChecker, type AppHealth } from "./health/checker.js";
 import { SidecarError } from "./errors.js";
 import { Secret } from "./http/auth.js";
 import { requestIdOf } from "./http/headers.js";
-import { sendError } from "./http/reply.js";
+import { sendError, sendJson } from "./http/reply.js";
 import { Listener } from "./http/listener.js";
 import { AppClient } from "./inbound/app-client.js";
 import { InboundGate } from "./inbound/gate.js";
@@ -43,10 +43,7 @@ const DRAIN_GRACE_MS = 500;
  */
 function starting(req: IncomingMessage, res: ServerResponse, log: Logger, registry: string): void {
   const reason = registry === "nats" ? "the sidecar is starting: waiting for NATS and the registry bucket" : "the sidecar is starting";
-  const body = (status: number, value: unknown) => {
-    const text = JSON.stringify(value);
-    res.writeHead(status, { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(text), "retry-after": "1" }).end(text);
-  };
+  const body = (status: number, value: unknown) => sendJson(res, status, value, { "retry-after": "1" });
   if (under("/health/live", req.url)) return body(200, { status: "ok" });
   if (under("/health/ready", req.url)) return body(503, { status: "not ready", reasons: [reason] });
   if (under("/health", req.url)) return body(503, { status: "starting", app: "unknown", registry: "disconnected", broker: "disconnected" });

@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { SidecarError } from "../errors.js";
 import type { AppHealth } from "../health/checker.js";
 import { requestIdOf } from "../http/headers.js";
-import { sendError } from "../http/reply.js";
+import { sendError, sendJson } from "../http/reply.js";
 import type { Logger } from "../log.js";
 import { isValidName, show } from "../names.js";
 import type { RegistryStatus } from "../registry/types.js";
@@ -38,14 +38,11 @@ const EMPTY_STATE: NodeState = { inFlight: 0, consecutiveFailures: 0, ejected: f
 
 type Route = (req: IncomingMessage, res: ServerResponse, param: string | undefined) => void | Promise<void>;
 
-function json(res: ServerResponse, status: number, value: unknown): void {
-  const text = JSON.stringify(value);
-  res.writeHead(status, { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(text), "cache-control": "no-store" });
-  res.end(text);
-}
+const NO_STORE = { "cache-control": "no-store" };
+const json = (res: ServerResponse, status: number, value: unknown) => sendJson(res, status, value, NO_STORE);
 
 function send(res: ServerResponse, contentType: string, text: string, headers: Record<string, string> = {}): void {
-  res.writeHead(200, { "content-type": contentType, "content-length": Buffer.byteLength(text), "cache-control": "no-store", ...headers });
+  res.writeHead(200, { "content-type": contentType, "content-length": Buffer.byteLength(text), ...NO_STORE, ...headers });
   res.end(text);
 }
 

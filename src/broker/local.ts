@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { H } from "../http/headers.js";
 import type { Logger } from "../log.js";
 import type { RegistryView } from "../registry/view.js";
 import { parseAddress } from "../transport/http.js";
@@ -30,7 +31,7 @@ export class LocalBroker implements Broker {
   async publish(topic: string, body: Buffer, headers: Record<string, string>): Promise<PublishResult> {
     const id = headers["ce-id"] || randomUUID();
     const sent: Record<string, string> = { ...headers, "ce-id": id, [DELIVER_HEADER]: topic };
-    if (this.#meshToken) sent["x-sidecar-mesh-token"] = this.#meshToken;
+    if (this.#meshToken) sent[H.meshToken] = this.#meshToken;
     for (const service of this.view.services()) {
       const nodes = this.view.nodes(service).filter((n) => n.subscriptions.some((p) => subjectMatches(p, topic)));
       if (nodes.length === 0) continue;

@@ -3,6 +3,13 @@ import { errorBody, toSidecarError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { H, requestFields } from "./headers.js";
 
+/** Answer `value` as a JSON document, with `headers` besides the content type and length. */
+export function sendJson(res: ServerResponse, status: number, value: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(value);
+  res.writeHead(status, { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(text), ...headers });
+  res.end(text);
+}
+
 /**
  * Answer with the JSON error body (DESIGN §7) and log it: 5xx as warnings, 4xx at debug
  * (a caller's mistake is the caller's to see, not an operator's page).

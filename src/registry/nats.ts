@@ -106,24 +106,17 @@ export class NatsRegistry implements Registry {
 
   async watch(onEvent: (event: RegistryEvent) => void): Promise<RegistryWatch> {
     let stopped = false;
-    let iter = await this.#openWatch();
-    if (this.#closed) {
-      iter.stop();
-      throw new Error("the registry was closed while its watch was opening");
-    }
-    const ours = new Set<string>();
+    const first = await this.#openWatch("open", () => this.#closed);
+    if (!first) throw new Error("the registry was closed while its watch was opening");
+    let iter = first;
     const run = async (): Promise<void> => {
       while (!stopped) {
         try {
           for await (const e of iter) {
-            if (this.#unseenSince !== undefined) {
-              ours.clear();
-              for (const k of this.#keys.values()) ours.add(k);
-              if (ours.has(e.key)) {
-                this.#unseenSince = undefined;
-                if (this.#watchBlind) this.log.info("registry watch sees our heartbeats again");
-                this.#watchBlind = false;
-              }
+            if (this.#unseenSince !== undefined && this.#isOurs(e.key)) {
+              this.#unseenSince = undefined;
+              if (this.#watchBlind) this.log.info("registry watch sees our heartbeats again");
+              this.#watchBlind = false;
             }
             if (e.operation === "PUT") {
               const node = this.#parse(e.value, e.key);
@@ -140,23 +133,9 @@ export class NatsRegistry implements Registry {
         }
         if (!stopped && !this.#closed) this.#watchBlind = true;
         // Re-create the watch until it works; never iterate the finished one again.
-        for (let attempt = 0; ; attempt++) {
-          if (stopped || this.#closed) return;
-          await new Promise((r) => setTimeout(r, 250));
-          try {
-            const fresh = await this.#createWatch();
-            // Stopped while it was being created: this one would never be stopped (and its
-            // heartbeat timer would keep the process alive).
-            if (stopped || this.#closed) {
-              fresh.stop();
-              return;
-            }
-            iter = fresh;
-            break;
-          } catch (err) {
-            if (attempt % 10 === 0) this.log.warn("cannot restart the registry watch yet", { error: (err as Error).message });
-          }
-        }
+        const fresh = await this.#openWatch("restart", () => stopped || this.#closed);
+        if (!fresh) return;
+        iter = fresh;
       }
     };
     void run();
@@ -188,10 +167,6 @@ export class NatsRegistry implements Registry {
   }
 
   /**
-   * Open a watch of the whole bucket. A cluster electing a leader refuses or times out for a
-   * while: retry (saying so) rather than fail the sidecar's start.
-   */
-  /**
    * kv.watch, tracked until it settles: close() waits for watches being created before the
    * connection closes. (nats.js starts a consumer's heartbeat timer before subscribing; a watch
    * whose subscribe fails on a closed connection leaks that timer, which keeps the process alive.)
@@ -204,16 +179,32 @@ export class NatsRegistry implements Registry {
     return p;
   }
 
-  async #openWatch(): Promise<Awaited<ReturnType<KV["watch"]>>> {
+  /**
+   * Open a watch of the whole bucket, retrying every 250 ms (saying so): a cluster electing a
+   * leader refuses or times out for a while. A restart waits 250 ms first. Undefined once
+   * `stopped()`; a watch created after that is stopped at once (nobody else would stop it, and
+   * its heartbeat timer would keep the process alive).
+   */
+  async #openWatch(what: "open" | "restart", stopped: () => boolean): Promise<Awaited<ReturnType<KV["watch"]>> | undefined> {
     for (let attempt = 0; ; attempt++) {
+      if (stopped()) return undefined;
+      if (what === "restart" || attempt > 0) await new Promise((r) => setTimeout(r, 250));
+      if (stopped()) return undefined;
       try {
-        return await this.#createWatch();
+        const iter = await this.#createWatch();
+        if (!stopped()) return iter;
+        iter.stop();
+        return undefined;
       } catch (err) {
-        if (this.#closed) throw err;
-        if (attempt % 10 === 0) this.log.warn("cannot open the registry watch yet; retrying", { error: (err as Error).message });
-        await new Promise((r) => setTimeout(r, 250));
+        if (attempt % 10 === 0) this.log.warn(`cannot ${what} the registry watch yet; retrying`, { error: (err as Error).message });
       }
     }
+  }
+
+  /** Is `key` one of the records this sidecar writes? */
+  #isOurs(key: string): boolean {
+    for (const k of this.#keys.values()) if (k === key) return true;
+    return false;
   }
 
   #parse(value: Uint8Array, key: string): NodeRecord | undefined {

@@ -1,5 +1,4 @@
-import type http from "node:http";
-import type { IncomingMessage } from "node:http";
+import type { Agent, IncomingMessage } from "node:http";
 import type { TLSSocket } from "node:tls";
 import { H } from "../http/headers.js";
 import { requestWithDeadline } from "../http/request.js";
@@ -39,7 +38,7 @@ export function parseAddress(address: string): { host: string; port: number } {
  */
 export class HttpTransport implements Transport {
   readonly kind = "http";
-  readonly #agent: http.Agent;
+  readonly #agent: Agent;
   readonly #request: RequestFn;
   readonly #meshToken: string | undefined;
 
