@@ -35,11 +35,18 @@ export function createLogger(options: { level: LogLevel; format: LogFormat; stre
   const format = usePretty
     ? winston.format.combine(redact(), winston.format.timestamp(), winston.format.colorize(), pretty)
     : winston.format.combine(redact(), winston.format.timestamp(), winston.format.json());
-  return winston.createLogger({
-    level: options.level,
-    format,
-    transports: [new winston.transports.Stream({ stream })],
+  const transport = new winston.transports.Stream({ stream });
+  // The reader of our logs went away (a closed pipe: EPIPE). Lose the log lines, not the process:
+  // the sidecar keeps serving its app. One line on stderr says so, if stderr is still there.
+  stream.on("error", (err: NodeJS.ErrnoException) => {
+    if (transport.silent) return;
+    transport.silent = true;
+    if (stream !== process.stderr && process.stderr.writable) {
+      process.stderr.once("error", () => undefined);
+      process.stderr.write(`sidecar: the log output failed (${err.code ?? err.message}); logging stops, the sidecar keeps running\n`, () => undefined);
+    }
   });
+  return winston.createLogger({ level: options.level, format, transports: [transport] });
 }
 
 /**

@@ -52,6 +52,26 @@ describe("the sidecar process: start-up, config errors, draining (local registry
     assert.equal(await p.exit(), 0);
   });
 
+  it("a log reader that goes away (EPIPE) costs the log lines, not the process: calls still go through", async () => {
+    const app = await TestApp.start("logless");
+    apps.push(app);
+    const p = await SidecarProcess.start([...testSettings({ service: "logless", appPort: app.port, registry: { dir } }), "log.requests=true"]);
+    procs.push(p);
+    await waitFor(async () => (await fetch(`${base}/registry/logless`)).status === 200, "the node in the caller's view");
+    p.proc.stdout!.destroy();
+    // Each call writes access lines to the closed pipe.
+    await waitFor(async () => {
+      assert.equal((await fetch(`${p.apiUrl}/health/live`)).status, 200);
+      return p.stderr.includes("the log output failed");
+    }, "the sidecar to notice the closed log output");
+    assert.match(p.stderr, /the log output failed \(EPIPE\); logging stops, the sidecar keeps running/);
+    for (let i = 0; i < 5; i++) assert.equal((await rpc(base, { service: "logless", endpoint: "Logless.Hello" })).status, 200);
+    assert.equal((await fetch(`${p.apiUrl}/health`)).status, 200);
+    assert.equal(p.proc.exitCode, null, "still running");
+    p.kill("SIGTERM");
+    assert.equal(await p.exit(), 0);
+  });
+
   it("SIGTERM lets a call in flight finish before exiting 0", async () => {
     const app = await TestApp.start("draining");
     apps.push(app);
