@@ -35,6 +35,11 @@ export class NatsServer {
     return servers;
   }
 
+  /** The server's process id (benchmarks read its CPU time). */
+  get pid(): number | undefined {
+    return this.#proc?.pid;
+  }
+
   /** One server (on `port`, else a random one); `config` is the text of a nats-server config file (authorization, tls, ...). */
   static async start(options: { config?: string; port?: number } = {}): Promise<NatsServer> {
     const storeDir = mkdtempSync(path.join(os.tmpdir(), "sidecar-nats-"));
