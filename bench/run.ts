@@ -22,7 +22,7 @@ async function main(): Promise<void> {
   const lines = [
     "# Benchmarks",
     "",
-    `Written by \`npm run bench\` (bench/run.ts). Load generator: wrk, 1 thread, ${SECONDS} s per case, on loopback; each table compares with the app served directly in the same run.`,
+    `Written by \`npm run bench\` (bench/run.ts). Load generator: wrk, 1 thread, ${SECONDS} s per case after a warm-up (request path: ${process.env.BENCH_WARMUP ?? 3} s at 8 connections, then as long at 1), on loopback; each table compares with the app served directly in the same run.`,
     "",
     `Machine: ${os.cpus().length} × ${cpu}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}, ${os.platform()} ${os.release()}. Run: ${new Date().toISOString()}.`,
     "On 2 cores the load generator, the app and the sidecars share the CPU, so absolute numbers are low; compare rows of one run, not runs of different machines.",
