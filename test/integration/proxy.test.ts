@@ -93,6 +93,21 @@ describe("HTTP proxy and raw /rpc on NATS", () => {
     assert.equal(web1.calls.at(-1)!.path, "/");
   });
 
+  it("passes the app's response headers back end to end: repeated ones kept, hop-by-hop and Connection-named ones dropped, one request id", async () => {
+    for (const r of [
+      await request(`${base}/proxy/web/headers`, { method: "GET", headers: { "x-request-id": "resp-1" } }),
+      await request(`${base}/rpc/web/headers`, { method: "POST", headers: { "x-request-id": "resp-1", "content-type": "application/json" }, chunks: [Buffer.from("{}")] }),
+    ]) {
+      assert.equal(r.status, 200);
+      assert.deepEqual(r.headers["set-cookie"], ["a=1", "b=2"], "a repeated header arrives as sent");
+      assert.equal(r.headers["x-private"], undefined, "named in the app's Connection header: dropped");
+      assert.equal(r.headers["x-end"], "e2e");
+      assert.equal(r.headers["x-request-id"], "resp-1", "the call's request id, once, not the app's");
+      assert.equal(r.headers["content-type"], "text/plain");
+      assert.equal(r.body.toString(), "headers");
+    }
+  });
+
   it("answers the app's errors unchanged and its own with the JSON error body", async () => {
     const teapot = await request(`${base}/proxy/web/status/418`, { method: "POST" });
     assert.equal(teapot.status, 418);

@@ -69,6 +69,11 @@ export class TestApp {
           res.end(Buffer.alloc(size, "z"));
           return;
         }
+        if (url.pathname === "/headers") {
+          // Mixed case, a repeated header, a private header named in Connection, its own request id.
+          res.writeHead(200, ["Content-Type", "text/plain", "Set-Cookie", "a=1", "Set-Cookie", "b=2", "Connection", "X-Private", "X-Private", "secret", "X-Request-Id", "app-own", "X-End", "e2e"]).end("headers");
+          return;
+        }
         const status = /^\/status\/(\d{3})$/.exec(url.pathname);
         if (status) {
           res.writeHead(Number(status[1]), { "content-type": "text/plain; charset=utf-8" }).end(`status ${status[1]} from ${this.name}`);
