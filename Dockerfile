@@ -17,5 +17,5 @@ COPY --from=build /src/dist ./dist
 USER node
 EXPOSE 8081 8082
 HEALTHCHECK --interval=5s --timeout=2s CMD ["node", "-e", "fetch('http://127.0.0.1:8081/health/live').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
-ENTRYPOINT ["node", "--max-semi-space-size=4", "dist/cli.js"]
+ENTRYPOINT ["node", "--max-semi-space-size=4", "--max-old-space-size=256", "dist/cli.js"]
 CMD ["start"]

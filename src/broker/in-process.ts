@@ -7,6 +7,15 @@ import type { DeliverFn, Delivery, SubscriptionSpec } from "./types.js";
  * queued messages wait; on stop, deliveries in flight finish and anything still queued or
  * waiting for a retry is logged by id as lost (it was only ever in this process).
  */
+/**
+ * Messages a subscription holds beyond those in flight, as nats.go's pending limit for a slow
+ * consumer: past it, new messages are dropped (at-most-once, and logged) rather than held until
+ * the process runs out of memory while the app cannot keep up.
+ */
+export const MAX_QUEUED = 65_536;
+/** At most one "queue full" line per this many ms per subscription, with the count since the last. */
+const DROP_LOG_MS = 5_000;
+
 export class InProcessDeliveries {
   /** FIFO with a moving head: Array.shift() is O(n), and a burst can queue thousands. */
   #queue: Delivery[] = [];
@@ -16,20 +25,44 @@ export class InProcessDeliveries {
   #paused = false;
   #stopped = false;
   #idle: (() => void)[] = [];
+  #dropped = 0;
+  #droppedAt = -Infinity;
 
-  constructor(private readonly spec: SubscriptionSpec, private readonly deliver: DeliverFn, private readonly log: Logger) {}
+  constructor(
+    private readonly spec: SubscriptionSpec,
+    private readonly deliver: DeliverFn,
+    private readonly log: Logger,
+    private readonly maxQueued = MAX_QUEUED,
+  ) {}
 
   get paused(): boolean {
     return this.#paused;
   }
 
-  push(d: Delivery): void {
+  /** Queue a message for delivery; false when it was dropped (stopped, or the queue is full). */
+  push(d: Delivery): boolean {
     if (this.#stopped) {
       this.log.error("message arrived after the subscription stopped; dropped (at-most-once)", { subscription: this.spec.name, id: d.id });
-      return;
+      return false;
+    }
+    if (this.#queue.length - this.#head >= this.maxQueued) {
+      this.#drop(d);
+      return false;
     }
     this.#queue.push(d);
     this.#pump();
+    return true;
+  }
+
+  #drop(d: Delivery): void {
+    this.#dropped += 1;
+    const now = Date.now();
+    if (now - this.#droppedAt < DROP_LOG_MS) return;
+    this.log.error("subscription queue full: message dropped (at-most-once; the app takes messages more slowly than they arrive)", {
+      subscription: this.spec.name, id: d.id, queued: this.maxQueued, droppedSinceLastLine: this.#dropped,
+    });
+    this.#dropped = 0;
+    this.#droppedAt = now;
   }
 
   #pump(): void {

@@ -66,8 +66,7 @@ export class LocalBroker implements Broker {
     let n = 0;
     for (const s of this.#subs) {
       if (!subjectMatches(s.spec.topic, topic)) continue;
-      s.push({ id: headers["ce-id"] ?? randomUUID(), topic, body, headers, attempt: 1 });
-      n += 1;
+      if (s.push({ id: headers["ce-id"] ?? randomUUID(), topic, body, headers, attempt: 1 })) n += 1;
     }
     return n;
   }
@@ -96,8 +95,8 @@ export class LocalBroker implements Broker {
 class LocalSubscription implements ActiveSubscription {
   constructor(readonly spec: SubscriptionSpec, private readonly deliveries: InProcessDeliveries, private readonly onStop: () => void) {}
 
-  push(d: Parameters<InProcessDeliveries["push"]>[0]): void {
-    this.deliveries.push(d);
+  push(d: Parameters<InProcessDeliveries["push"]>[0]): boolean {
+    return this.deliveries.push(d);
   }
 
   get paused(): boolean {

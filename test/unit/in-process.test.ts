@@ -1,0 +1,46 @@
+import assert from "node:assert/strict";
+import { PassThrough } from "node:stream";
+import { describe, it } from "node:test";
+import winston from "winston";
+import { InProcessDeliveries } from "../../src/broker/in-process.js";
+import type { Delivery, Outcome, SubscriptionSpec } from "../../src/broker/types.js";
+
+const spec = { name: "burst", topic: "t", path: "/in", maxInFlight: 1, timeout: 1000, retry: { attempts: 1, initial: 10, max: 10 } } as unknown as SubscriptionSpec;
+const message = (n: number): Delivery => ({ id: `m${n}`, topic: "t", body: Buffer.from(String(n)), headers: {}, attempt: 1 });
+
+function capture(): { log: winston.Logger; lines: Record<string, unknown>[] } {
+  const lines: Record<string, unknown>[] = [];
+  const stream = new PassThrough();
+  stream.on("data", (c: Buffer) => lines.push(JSON.parse(c.toString()) as Record<string, unknown>));
+  return { log: winston.createLogger({ format: winston.format.json(), transports: [new winston.transports.Stream({ stream })] }), lines };
+}
+
+describe("in-process deliveries (core NATS, local broker)", () => {
+  it("past the queue limit, new messages are dropped and logged once per interval; queued ones are all delivered in order", async () => {
+    const { log, lines } = capture();
+    const seen: string[] = [];
+    let release: (() => void) | undefined;
+    const deliver = (d: Delivery): Promise<Outcome> => {
+      seen.push(d.id);
+      return new Promise((r) => (release = () => r({ kind: "ack" })));
+    };
+    const q = new InProcessDeliveries(spec, deliver, log, 2);
+    const taken = Array.from({ length: 6 }, (_, n) => q.push(message(n)));
+    // One in flight, two waiting, three dropped.
+    assert.deepEqual(taken, [true, true, true, false, false, false]);
+    await new Promise((r) => setImmediate(r));
+    const full = lines.filter((l) => String(l.message).startsWith("subscription queue full"));
+    assert.equal(full.length, 1, "one line for the burst, not one per message");
+    assert.equal(full[0]!.level, "error");
+    assert.equal(full[0]!.id, "m3");
+    assert.equal(full[0]!.queued, 2);
+    for (let i = 0; i < 3; i++) {
+      release!();
+      await new Promise((r) => setImmediate(r));
+    }
+    assert.deepEqual(seen, ["m0", "m1", "m2"]);
+    // Room again: a new message is taken.
+    assert.equal(q.push(message(9)), true);
+    await q.stop(100);
+  });
+});
