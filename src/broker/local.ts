@@ -51,9 +51,19 @@ export class LocalBroker implements Broker {
     const { host, port } = parseAddress(address);
     return new Promise((resolve, reject) => {
       const req = this.#client.request({ host, port, method: "POST", path: "/", headers: { ...headers, "content-length": body.length }, agent: this.#client.agent, timeout: 5_000 });
+      // Taken when at least one of the node's subscriptions queued it (not one whose queue is full).
       req.once("response", (res) => {
-        res.resume();
-        resolve(res.statusCode === 202);
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.once("end", () => {
+          if (res.statusCode !== 202) return resolve(false);
+          try {
+            resolve((JSON.parse(Buffer.concat(chunks).toString("utf8")) as { accepted?: unknown }).accepted !== 0);
+          } catch {
+            resolve(true);
+          }
+        });
+        res.once("error", reject);
       });
       req.once("timeout", () => req.destroy(new Error("timeout")));
       req.once("error", reject);
