@@ -35,7 +35,11 @@ interface Answer {
 export class Relay {
   readonly #agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
 
-  constructor(private readonly o: RelayOptions) {}
+  readonly #host: string;
+
+  constructor(private readonly o: RelayOptions) {
+    this.#host = o.app.host.includes(":") ? `[${o.app.host}]:${o.app.port}` : `${o.app.host}:${o.app.port}`;
+  }
 
   #post(spec: SubscriptionSpec, d: Delivery): Promise<Answer> {
     const headers: http.OutgoingHttpHeaders = {};
@@ -51,8 +55,11 @@ export class Relay {
     headers["x-sidecar-subscription"] = spec.name;
     headers["content-length"] = d.body.length;
     if (this.o.appToken) headers["x-sidecar-app-token"] = this.o.appToken;
+    // A flat [name, value, ...] list is written as given; an object costs node:http a setHeader() per header.
+    const flat: string[] = ["host", this.#host];
+    for (const k of Object.keys(headers)) flat.push(k, String(headers[k]));
     return new Promise((resolve) => {
-      const req = http.request({ host: this.o.app.host, port: this.o.app.port, method: "POST", path: spec.path, headers, agent: this.#agent, timeout: spec.timeout }, (res) => {
+      const req = http.request({ host: this.o.app.host, port: this.o.app.port, method: "POST", path: spec.path, headers: flat, agent: this.#agent, timeout: spec.timeout }, (res) => {
         res.resume();
         res.once("end", () => resolve({ status: res.statusCode ?? 0 }));
         res.once("error", (err) => resolve({ status: 0, error: err.message }));
