@@ -3,7 +3,8 @@
 // under load. --max-old-space-size=256 (MiB, 15 times the sidecar's live heap): with a cap this
 // size V8 lets the old generation grow only 1.3 times past what was live at the last full GC
 // (up to 4 times without), so garbage promoted under load is collected sooner. Resident memory
-// after load: 80-83 MiB instead of 85-103, at the same CPU per request (BENCHMARKS.md).
+// after load: 80-85 MiB instead of 85-111, at the same CPU per /rpc request; a burst of queued
+// subscription messages costs about 10% more CPU per message (more full collections).
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { CLIENT_COMMANDS, DEFAULT_URL, runClientCommand } from "./client-commands.js";
