@@ -2,12 +2,6 @@ import type { Logger } from "../log.js";
 import type { DeliverFn, Delivery, SubscriptionSpec } from "./types.js";
 
 /**
- * Deliveries held in this process (core NATS and the local broker: at-most-once): up to
- * `maxInFlight` at once, the rest queued in arrival order, retries on timers. While paused,
- * queued messages wait; on stop, deliveries in flight finish and anything still queued or
- * waiting for a retry is logged by id as lost (it was only ever in this process).
- */
-/**
  * Messages a subscription holds beyond those in flight, as nats.go's pending limit for a slow
  * consumer: past it, new messages are dropped (at-most-once, and logged) rather than held until
  * the process runs out of memory while the app cannot keep up.
@@ -16,6 +10,12 @@ export const MAX_QUEUED = 65_536;
 /** At most one "queue full" line per this many ms per subscription, with the count since the last. */
 const DROP_LOG_MS = 5_000;
 
+/**
+ * Deliveries held in this process (core NATS and the local broker: at-most-once): up to
+ * `maxInFlight` at once, the rest queued in arrival order, retries on timers. While paused,
+ * queued messages wait; on stop, deliveries in flight finish and anything still queued or
+ * waiting for a retry is logged by id as lost (it was only ever in this process).
+ */
 export class InProcessDeliveries {
   /** FIFO with a moving head: Array.shift() is O(n), and a burst can queue thousands. */
   #queue: Delivery[] = [];

@@ -57,7 +57,11 @@ export class Relay {
     if (this.o.appToken) headers["x-sidecar-app-token"] = this.o.appToken;
     // A flat [name, value, ...] list is written as given; an object costs node:http a setHeader() per header.
     const flat: string[] = ["host", this.#host];
-    for (const k of Object.keys(headers)) flat.push(k, String(headers[k]));
+    for (const k of Object.keys(headers)) {
+      const v = headers[k]!;
+      if (Array.isArray(v)) for (const one of v) flat.push(k, one);
+      else flat.push(k, String(v));
+    }
     return new Promise((resolve) => {
       const req = http.request({ host: this.o.app.host, port: this.o.app.port, method: "POST", path: spec.path, headers: flat, agent: this.#agent, timeout: spec.timeout }, (res) => {
         res.resume();
