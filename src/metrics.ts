@@ -73,6 +73,7 @@ export class Metrics implements CallObserver {
     perSubscription("sidecar_delivery_retries_total", "Deliveries retried after a 5xx, timeout or connection error", "retried");
     perSubscription("sidecar_dead_letters_total", "Messages given up (dead-lettered or logged)", "deadLettered");
     perSubscription("sidecar_deliveries_in_flight", "Deliveries to the app in flight", "inFlight");
+    perSubscription("sidecar_messages_dropped_total", "Messages lost before delivery (at-most-once subscriptions: queue full, or the sidecar stopping)", "dropped");
   }
 
   /** Label children cached by key: prom-client hashes label objects on every call otherwise. */

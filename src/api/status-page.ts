@@ -41,7 +41,7 @@ export const STATUS_PAGE = `<!doctype html>
 </table>
 <h2>Subscriptions</h2>
 <table id="subscriptions">
-  <thead><tr><th>name</th><th>topic</th><th>path</th><th>state</th><th>delivered</th><th>retried</th><th>dead-lettered</th><th>in flight</th></tr></thead>
+  <thead><tr><th>name</th><th>topic</th><th>path</th><th>state</th><th>delivered</th><th>retried</th><th>dead-lettered</th><th>dropped</th><th>in flight</th></tr></thead>
   <tbody></tbody>
 </table>
 <h2>Recent errors</h2>
@@ -98,7 +98,7 @@ function render(s) {
   fill("services", nodes, 8, "no service is registered");
   fill("subscriptions", s.subscriptions.map((x) => [[x.name], [x.topic], [x.path],
     [x.state + (x.error ? ": " + x.error : ""), x.state === "active" ? "ok" : x.state === "paused" ? "warn" : "bad"],
-    [x.delivered], [x.retried], [x.deadLettered], [x.inFlight]]), 8, "no subscriptions");
+    [x.delivered], [x.retried], [x.deadLettered], [x.dropped, x.dropped > 0 ? "bad" : ""], [x.inFlight]]), 9, "no subscriptions");
   fill("errors", s.recentErrors.map((e) => {
     const { time, level, message, ...rest } = e;
     return [[time], [level, level === "error" ? "bad" : "warn"], [message], [JSON.stringify(rest)]];

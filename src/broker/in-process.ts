@@ -25,6 +25,8 @@ export class InProcessDeliveries {
   #paused = false;
   #stopped = false;
   #idle: (() => void)[] = [];
+  /** All messages dropped; and those not yet reported in a "queue full" line. */
+  #droppedTotal = 0;
   #dropped = 0;
   #droppedAt = -Infinity;
 
@@ -39,10 +41,15 @@ export class InProcessDeliveries {
     return this.#paused;
   }
 
+  get dropped(): number {
+    return this.#droppedTotal;
+  }
+
   /** Queue a message for delivery; false when it was dropped (stopped, or the queue is full). */
   push(d: Delivery): boolean {
     if (this.#stopped) {
       this.log.error("message arrived after the subscription stopped; dropped (at-most-once)", { subscription: this.spec.name, id: d.id });
+      this.#droppedTotal += 1;
       return false;
     }
     if (this.#queue.length - this.#head >= this.maxQueued) {
@@ -55,6 +62,7 @@ export class InProcessDeliveries {
   }
 
   #drop(d: Delivery): void {
+    this.#droppedTotal += 1;
     this.#dropped += 1;
     const now = Date.now();
     if (now - this.#droppedAt < DROP_LOG_MS) return;
@@ -89,6 +97,7 @@ export class InProcessDeliveries {
         this.#retries.set(timer, d);
       } else if (outcome.kind === "retry") {
         this.log.error("shutting down before a retry; message dropped (at-most-once)", { subscription: this.spec.name, id: d.id, attempt: d.attempt });
+        this.#droppedTotal += 1;
       }
     } catch (err) {
       this.log.error("delivery failed unexpectedly; message dropped", { subscription: this.spec.name, id: d.id, error: (err as Error).message });
@@ -120,6 +129,7 @@ export class InProcessDeliveries {
     this.#retries.clear();
     this.#queue = [];
     this.#head = 0;
+    this.#droppedTotal += lost.length;
     for (const d of lost) this.log.error("subscription stopped with a message not delivered; dropped (at-most-once)", { subscription: this.spec.name, id: d.id, attempt: d.attempt });
   }
 }

@@ -96,6 +96,11 @@ export class JetStreamSubscription implements ActiveSubscription {
     return this.#paused;
   }
 
+  /** Never: an undelivered message stays in the stream. */
+  get dropped(): number {
+    return 0;
+  }
+
   /** Start consuming; the first pull is awaited so that start() reports a consumer that cannot be read. */
   async #consume(): Promise<void> {
     const messages = await this.#open();

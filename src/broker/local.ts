@@ -113,6 +113,10 @@ class LocalSubscription implements ActiveSubscription {
     return this.deliveries.paused;
   }
 
+  get dropped(): number {
+    return this.deliveries.dropped;
+  }
+
   async pause(): Promise<void> {
     this.deliveries.pause();
   }

@@ -111,6 +111,10 @@ class CoreSubscription implements ActiveSubscription {
     return this.#deliveries.paused;
   }
 
+  get dropped(): number {
+    return this.#deliveries.dropped;
+  }
+
   async pause(): Promise<void> {
     if (this.paused) return;
     this.#deliveries.pause();

@@ -119,6 +119,7 @@ export class Subscriptions {
       state: e.error ? "failed" : !e.sub ? "not started" : e.sub.paused ? "paused" : "active",
       ...(e.error ? { error: e.error } : {}),
       ...e.counters,
+      dropped: e.sub?.dropped ?? 0,
     }));
   }
 }

@@ -55,6 +55,8 @@ export interface ActiveSubscription {
   readonly paused: boolean;
   /** Stop taking messages and let deliveries in flight finish, up to `timeout` ms. Idempotent. */
   stop(timeout: number): Promise<void>;
+  /** Messages lost before delivery (at-most-once subscriptions: a full queue, or a stop). */
+  readonly dropped: number;
 }
 
 export interface PublishResult {

@@ -70,5 +70,6 @@ describe("metrics", () => {
     const text = await (await fetch(`${apiUrl(sidecars[3]!)}/metrics`)).text();
     assert.equal(sample(text, "sidecar_deliveries_total", { subscription: "m.events", topic: "m.events" }), 3);
     assert.equal(sample(text, "sidecar_dead_letters_total", { subscription: "m.events" }), 0);
+    assert.equal(sample(text, "sidecar_messages_dropped_total", { subscription: "m.events" }), 0);
   });
 });

@@ -28,6 +28,7 @@ describe("in-process deliveries (core NATS, local broker)", () => {
     const taken = Array.from({ length: 6 }, (_, n) => q.push(message(n)));
     // One in flight, two waiting, three dropped.
     assert.deepEqual(taken, [true, true, true, false, false, false]);
+    assert.equal(q.dropped, 3, "counted for /subscriptions and sidecar_messages_dropped_total");
     await new Promise((r) => setImmediate(r));
     const full = lines.filter((l) => String(l.message).startsWith("subscription queue full"));
     assert.equal(full.length, 1, "one line for the burst, not one per message");
@@ -41,6 +42,10 @@ describe("in-process deliveries (core NATS, local broker)", () => {
     assert.deepEqual(seen, ["m0", "m1", "m2"]);
     // Room again: a new message is taken.
     assert.equal(q.push(message(9)), true);
-    await q.stop(100);
+    assert.equal(q.push(message(10)), true);
+    // Stopping with one in flight (never answered) and one queued: the queued one is lost, and counted.
+    await q.stop(50);
+    assert.equal(q.dropped, 4);
+    assert.ok(lines.some((l) => l.message === "subscription stopped with a message not delivered; dropped (at-most-once)" && l.id === "m10"));
   });
 });
