@@ -2,11 +2,12 @@ import type { Logger } from "../log.js";
 import type { DeliverFn, Delivery, SubscriptionSpec } from "./types.js";
 
 /**
- * Messages a subscription holds beyond those in flight, as nats.go's pending limit for a slow
- * consumer: past it, new messages are dropped (at-most-once, and logged) rather than held until
- * the process runs out of memory while the app cannot keep up.
+ * What a subscription holds beyond the messages in flight: nats.go's default pending limits for
+ * a slow consumer (messages, and bytes of their bodies). Past either, new messages are dropped
+ * (at-most-once, and logged) rather than held until the process runs out of memory while the
+ * app cannot keep up.
  */
-export const MAX_QUEUED = 65_536;
+export const QUEUE_LIMITS = { messages: 65_536, bytes: 64 * 1024 * 1024 } as const;
 /** At most one "queue full" line per this many ms per subscription, with the count since the last. */
 const DROP_LOG_MS = 5_000;
 
@@ -34,8 +35,11 @@ export class InProcessDeliveries {
     private readonly spec: SubscriptionSpec,
     private readonly deliver: DeliverFn,
     private readonly log: Logger,
-    private readonly maxQueued = MAX_QUEUED,
+    private readonly limits: { messages: number; bytes: number } = QUEUE_LIMITS,
   ) {}
+
+  /** Body bytes of the queued messages (not those in flight). */
+  #queuedBytes = 0;
 
   get paused(): boolean {
     return this.#paused;
@@ -52,12 +56,16 @@ export class InProcessDeliveries {
       this.#droppedTotal += 1;
       return false;
     }
-    if (this.#queue.length - this.#head >= this.maxQueued) {
+    this.#queue.push(d);
+    this.#queuedBytes += d.body.length;
+    this.#pump();
+    if (this.#queue.length - this.#head > this.limits.messages || this.#queuedBytes > this.limits.bytes) {
+      // It has to wait (it is still the newest in the queue) and there is no room for it.
+      this.#queue.pop();
+      this.#queuedBytes -= d.body.length;
       this.#drop(d);
       return false;
     }
-    this.#queue.push(d);
-    this.#pump();
     return true;
   }
 
@@ -67,7 +75,8 @@ export class InProcessDeliveries {
     const now = Date.now();
     if (now - this.#droppedAt < DROP_LOG_MS) return;
     this.log.error("subscription queue full: message dropped (at-most-once; the app takes messages more slowly than they arrive)", {
-      subscription: this.spec.name, id: d.id, queued: this.maxQueued, droppedSinceLastLine: this.#dropped,
+      subscription: this.spec.name, id: d.id, queued: this.#queue.length - this.#head, queuedBytes: this.#queuedBytes,
+      limits: this.limits, droppedSinceLastLine: this.#dropped,
     });
     this.#dropped = 0;
     this.#droppedAt = now;
@@ -77,6 +86,7 @@ export class InProcessDeliveries {
     while (!this.#paused && this.#inFlight < this.spec.maxInFlight && this.#head < this.#queue.length) {
       const d = this.#queue[this.#head]!;
       this.#queue[this.#head++] = undefined as unknown as Delivery;
+      this.#queuedBytes -= d.body.length;
       if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
         this.#queue = this.#queue.slice(this.#head);
         this.#head = 0;
@@ -128,6 +138,7 @@ export class InProcessDeliveries {
     for (const t of this.#retries.keys()) clearTimeout(t);
     this.#retries.clear();
     this.#queue = [];
+    this.#queuedBytes = 0;
     this.#head = 0;
     this.#droppedTotal += lost.length;
     for (const d of lost) this.log.error("subscription stopped with a message not delivered; dropped (at-most-once)", { subscription: this.spec.name, id: d.id, attempt: d.attempt });

@@ -24,7 +24,7 @@ describe("in-process deliveries (core NATS, local broker)", () => {
       seen.push(d.id);
       return new Promise((r) => (release = () => r({ kind: "ack" })));
     };
-    const q = new InProcessDeliveries(spec, deliver, log, 2);
+    const q = new InProcessDeliveries(spec, deliver, log, { messages: 2, bytes: 1024 });
     const taken = Array.from({ length: 6 }, (_, n) => q.push(message(n)));
     // One in flight, two waiting, three dropped.
     assert.deepEqual(taken, [true, true, true, false, false, false]);
@@ -35,6 +35,7 @@ describe("in-process deliveries (core NATS, local broker)", () => {
     assert.equal(full[0]!.level, "error");
     assert.equal(full[0]!.id, "m3");
     assert.equal(full[0]!.queued, 2);
+    assert.deepEqual(full[0]!.limits, { messages: 2, bytes: 1024 });
     for (let i = 0; i < 3; i++) {
       release!();
       await new Promise((r) => setImmediate(r));
@@ -47,5 +48,19 @@ describe("in-process deliveries (core NATS, local broker)", () => {
     await q.stop(50);
     assert.equal(q.dropped, 4);
     assert.ok(lines.some((l) => l.message === "subscription stopped with a message not delivered; dropped (at-most-once)" && l.id === "m10"));
+  });
+
+  it("the queue is bounded in bytes too: a large message that does not fit is dropped, smaller ones still queue", async () => {
+    const { log, lines } = capture();
+    const never = (): Promise<Outcome> => new Promise(() => undefined);
+    const q = new InProcessDeliveries(spec, never, log, { messages: 100, bytes: 10 });
+    const sized = (n: number, bytes: number): Delivery => ({ ...message(n), body: Buffer.alloc(bytes) });
+    // The first goes in flight at once (not queued); then 6 + 4 bytes fill the queue.
+    assert.deepEqual([sized(0, 50), sized(1, 6), sized(2, 4), sized(3, 1)].map((d) => q.push(d)), [true, true, true, false]);
+    assert.equal(q.dropped, 1);
+    await new Promise((r) => setImmediate(r));
+    assert.equal(lines.find((l) => String(l.message).startsWith("subscription queue full"))?.queuedBytes, 10);
+    await q.stop(10);
+    assert.equal(q.dropped, 3, "the two still queued at stop are lost too");
   });
 });
