@@ -30,7 +30,7 @@ import { createRegistry, RegistryView, type NodeRecord, type Registry } from "./
 import { Registrar } from "./registry/registrar.js";
 import { Selector } from "./selector/index.js";
 import { MeshTls } from "./tls/mesh.js";
-import { HttpTransport } from "./transport/http.js";
+import { formatAddress, HttpTransport } from "./transport/http.js";
 import { NatsTransport } from "./transport/nats.js";
 import type { Transport } from "./transport/types.js";
 
@@ -61,7 +61,7 @@ function under(prefix: string, url: string | undefined): boolean {
 export function advertisedAddress(config: Config, boundPort: number, log: Logger): string {
   if (config.inbound.advertise) return config.inbound.advertise;
   const host = config.inbound.host;
-  if (host !== "0.0.0.0" && host !== "::") return `${host.includes(":") ? `[${host}]` : host}:${boundPort}`;
+  if (host !== "0.0.0.0" && host !== "::") return formatAddress(host, boundPort);
   for (const addrs of Object.values(os.networkInterfaces())) {
     for (const a of addrs ?? []) if (a.family === "IPv4" && !a.internal) return `${a.address}:${boundPort}`;
   }

@@ -1,5 +1,6 @@
 import http from "node:http";
 import type { Logger } from "../log.js";
+import { formatAddress } from "../transport/http.js";
 import type { Broker, DeliverFn, Delivery, Outcome, SubscriptionCounters, SubscriptionSpec } from "./types.js";
 
 /** Headers that make a delivery a CloudEvent in binary mode (DESIGN §5). */
@@ -35,10 +36,11 @@ interface Answer {
 export class Relay {
   readonly #agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
 
+  /** The Host header: with a flat header list node:http does not add it. */
   readonly #host: string;
 
   constructor(private readonly o: RelayOptions) {
-    this.#host = o.app.host.includes(":") ? `[${o.app.host}]:${o.app.port}` : `${o.app.host}:${o.app.port}`;
+    this.#host = formatAddress(o.app.host, o.app.port);
   }
 
   #post(spec: SubscriptionSpec, d: Delivery): Promise<Answer> {

@@ -25,6 +25,11 @@ export interface HttpTransportOptions {
   tls?: MeshTls | undefined;
 }
 
+/** Joins host and port as "host:port" (IPv6 as "[::1]:8082"); parseAddress splits it again. */
+export function formatAddress(host: string, port: number): string {
+  return `${host.includes(":") ? `[${host}]` : host}:${port}`;
+}
+
 /** Splits "host:port" (IPv6 as "[::1]:8082"). */
 export function parseAddress(address: string): { host: string; port: number } {
   const colon = address.lastIndexOf(":");
