@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { SidecarError } from "../errors.js";
 import type { AppHealth } from "../health/checker.js";
 import { requestIdOf } from "../http/headers.js";
-import { sendError, sendJson } from "../http/reply.js";
+import { sendError, sendJson, sendText } from "../http/reply.js";
 import type { Logger } from "../log.js";
 import { isValidName, show } from "../names.js";
 import type { RegistryStatus } from "../registry/types.js";
@@ -41,12 +41,8 @@ type Route = (req: IncomingMessage, res: ServerResponse, param: string | undefin
 const NO_STORE = { "cache-control": "no-store" };
 const json = (res: ServerResponse, status: number, value: unknown) => sendJson(res, status, value, NO_STORE);
 
-function send(res: ServerResponse, contentType: string, text: string, headers: Record<string, string> = {}): void {
-  res.writeHead(200, { "content-type": contentType, "content-length": Buffer.byteLength(text), ...NO_STORE, ...headers });
-  res.end(text);
-}
 
-const PAGE_HEADERS = { "content-security-policy": "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'" };
+const PAGE_HEADERS = { ...NO_STORE, "content-security-policy": "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'" };
 
 /**
  * The management surface (DESIGN §6): health, registry, subscriptions, metrics and the status
@@ -82,10 +78,10 @@ export function managementHandler({ view, status, nodeState, subscriptions, metr
       // Each record as registered, plus this sidecar's balancing state of the node (in flight, ejection).
       json(res, 200, { service, nodes: nodesOf(service) });
     }],
-    ["/metrics", async (_req, res) => send(res, metrics.contentType, await metrics.text())],
+    ["/metrics", async (_req, res) => sendText(res, 200, metrics.contentType, await metrics.text(), NO_STORE)],
     ["/subscriptions", (_req, res) => json(res, 200, { subscriptions: subscriptions() })],
     // The status page and the one document it reads.
-    ["/", (_req, res) => send(res, "text/html; charset=utf-8", STATUS_PAGE, PAGE_HEADERS)],
+    ["/", (_req, res) => sendText(res, 200, "text/html; charset=utf-8", STATUS_PAGE, PAGE_HEADERS)],
     ["/status", (_req, res) => json(res, 200, {
       sidecar: about(),
       health: { app: status.app(), registered: status.registered(), registry: status.registry(), broker: status.broker(), draining: status.draining() },

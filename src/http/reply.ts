@@ -3,11 +3,15 @@ import { errorBody, toSidecarError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { H, requestFields } from "./headers.js";
 
+/** Answer `text` whole, with `headers` besides the content type and length. */
+export function sendText(res: ServerResponse, status: number, contentType: string, text: string, headers: Record<string, string> = {}): void {
+  res.writeHead(status, { "content-type": contentType, "content-length": Buffer.byteLength(text), ...headers });
+  res.end(text);
+}
+
 /** Answer `value` as a JSON document, with `headers` besides the content type and length. */
 export function sendJson(res: ServerResponse, status: number, value: unknown, headers: Record<string, string> = {}): void {
-  const text = JSON.stringify(value);
-  res.writeHead(status, { "content-type": "application/json; charset=utf-8", "content-length": Buffer.byteLength(text), ...headers });
-  res.end(text);
+  sendText(res, status, "application/json; charset=utf-8", JSON.stringify(value), headers);
 }
 
 /**
