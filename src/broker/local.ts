@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { readBody } from "../http/body.js";
 import { H } from "../http/headers.js";
 import type { Logger } from "../log.js";
 import type { RegistryView } from "../registry/view.js";
@@ -6,6 +7,9 @@ import { parseAddress } from "../transport/http.js";
 import { peerClient, type MeshTls } from "../tls/mesh.js";
 import { InProcessDeliveries } from "./in-process.js";
 import { subjectMatches, type ActiveSubscription, type Broker, type BrokerStatus, type DeliverFn, type PublishResult, type SubscriptionSpec } from "./types.js";
+
+/** A peer's answer to a delivery is a small JSON document ({"accepted": n}, or an error body). */
+const ANSWER_LIMIT = 64 * 1024;
 
 /** The header that makes a request to a peer's inbound listener a local-broker delivery. */
 export const DELIVER_HEADER = "x-sidecar-deliver";
@@ -53,17 +57,14 @@ export class LocalBroker implements Broker {
       const req = this.#client.request({ host, port, method: "POST", path: "/", headers: { ...headers, "content-length": body.length }, agent: this.#client.agent, timeout: 5_000 });
       // Taken when at least one of the node's subscriptions queued it (not one whose queue is full).
       req.once("response", (res) => {
-        const chunks: Buffer[] = [];
-        res.on("data", (c: Buffer) => chunks.push(c));
-        res.once("end", () => {
+        readBody(res, ANSWER_LIMIT).then((answer) => {
           if (res.statusCode !== 202) return resolve(false);
           try {
-            resolve((JSON.parse(Buffer.concat(chunks).toString("utf8")) as { accepted?: unknown }).accepted !== 0);
+            resolve((JSON.parse(answer.toString("utf8")) as { accepted?: unknown }).accepted !== 0);
           } catch {
             resolve(true);
           }
-        });
-        res.once("error", reject);
+        }, reject);
       });
       req.once("timeout", () => req.destroy(new Error("timeout")));
       req.once("error", reject);
