@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -72,6 +72,18 @@ describe("sidecar call | publish | services", () => {
     assert.match(r.stdout, /^SERVICE\s+NODE\s+VERSION\s+ADDRESS/);
     assert.match(r.stdout, /\ngreeter\s+greeter-[0-9a-f]{8}\s+0\.0\.0\s+127\.0\.0\.1:\d+/);
     assert.match(r.stdout, /\ncaller\s+caller-/);
+  });
+
+  it("check-config on a YAML alias bomb (billion laughs) exits 2 with a config error, no stack trace", async () => {
+    const lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]'];
+    for (let i = 1; i < 9; i++) lines.push(`${String.fromCharCode(97 + i)}: &${String.fromCharCode(97 + i)} [${Array(9).fill(`*${String.fromCharCode(96 + i)}`).join(",")}]`);
+    const bomb = path.join(dir, "laughs.yaml");
+    writeFileSync(bomb, `${lines.join("\n")}\n`);
+    const r = await run(["check-config", "--config", bomb]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /invalid configuration/);
+    assert.match(r.stderr, /YAML cannot be read/);
+    assert.doesNotMatch(r.stderr, /\n\s+at /, "no stack trace");
   });
 
   it("a sidecar that is not running is a clear error, exit 1", async () => {

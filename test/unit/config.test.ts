@@ -140,6 +140,14 @@ describe("loadConfig", () => {
     assert.ok(problems(() => loadConfig({ file: missing, env: {} })).some((l) => l.startsWith(`${missing}: cannot read the config file`)));
   });
 
+  it("a YAML alias bomb (billion laughs) is a config problem naming the file, not a crash", () => {
+    const lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]'];
+    for (let i = 1; i < 9; i++) lines.push(`${String.fromCharCode(97 + i)}: &${String.fromCharCode(97 + i)} [${Array(9).fill(`*${String.fromCharCode(96 + i)}`).join(",")}]`);
+    const bomb = file("laughs.yaml", `${lines.join("\n")}\n`);
+    const p = problems(() => loadConfig({ file: bomb, env: {} }));
+    assert.ok(p.some((l) => l.startsWith(`${bomb}: YAML cannot be read:`) && /alias/i.test(l)), p.join("\n"));
+  });
+
   it("rejects invalid service names, quoted versions aside", () => {
     for (const name of ["../x", "a b", "x".repeat(64), "a..b"]) {
       const p = problems(() => loadConfig({ env: {}, set: [`service.name=${name}`, "app.port=1"] }));

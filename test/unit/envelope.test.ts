@@ -39,9 +39,15 @@ describe("requestSpan: the bytes of the envelope's request member", () => {
     }
   });
 
-  it("no request member, or an escaped key that may decode to one: undefined (the caller re-serialises)", () => {
+  it("no request member, or no object: undefined", () => {
     assert.equal(slice('{"service":"a","endpoint":"b"}'), undefined);
-    assert.equal(slice('{"service":"a","re\\u0071uest":2,"request":1}'), undefined);
     assert.equal(slice("[1,2]"), undefined);
+  });
+
+  it("an escaped key is decoded as JSON.parse decodes it: 'req\\u0075est' is the request member", () => {
+    assert.equal(slice('{"service":"a","re\\u0071uest":2}'), "2");
+    assert.equal(slice('{"service":"a","re\\u0071uest":2,"request":1}'), "1");
+    assert.equal(slice('{"service":"a","request":1,"re\\u0071uest":[2]}'), "[2]");
+    assert.equal(slice('{"service":"a","requ\\"est":2}'), undefined);
   });
 });
