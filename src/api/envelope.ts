@@ -15,9 +15,11 @@ export function requestSpan(body: Uint8Array): { start: number; end: number } | 
   while (i < body.length && body[i] !== 0x7d /* } */) {
     const keyStart = i;
     i = skipString(body, i);
-    // An escaped key may decode to "request" (JSON.parse would see it): leave such bodies to JSON.stringify.
-    if (body.subarray(keyStart, i).includes(0x5c)) return undefined;
-    const isRequest = i - keyStart === 9 && Buffer.from(body.buffer, body.byteOffset + keyStart, 9).equals(REQUEST_KEY);
+    const key = body.subarray(keyStart, i);
+    // An escaped key ("req\u0075est") decodes to "request" for JSON.parse too: decode it to compare.
+    const isRequest = key.includes(0x5c)
+      ? (JSON.parse(Buffer.from(key).toString("utf8")) as string) === "request"
+      : i - keyStart === 9 && Buffer.from(body.buffer, body.byteOffset + keyStart, 9).equals(REQUEST_KEY);
     i = skipSpace(body, i);
     i = skipSpace(body, i + 1); // the ':'
     const start = i;

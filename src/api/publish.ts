@@ -7,6 +7,7 @@ import { sendError } from "../http/reply.js";
 import { nextTraceparent } from "../http/trace.js";
 import type { Logger } from "../log.js";
 import { show } from "../names.js";
+import { checkBinaryHeaders, isBatch, isStructured, structuredAttributes } from "./cloudevents.js";
 
 export interface PublishOptions {
   broker: Broker;
@@ -15,14 +16,54 @@ export interface PublishOptions {
   log: Logger;
 }
 
-/** Request headers that travel with a published message. */
+/**
+ * Most bytes of headers (names and values) one message may carry. Each message is held with its
+ * headers in every queue and stream it passes through; 8 KiB leaves room for trace context,
+ * CloudEvents attributes and an app's own headers, and stops a 1-byte body from costing 16 KiB.
+ */
+export const MESSAGE_HEADER_LIMIT = 8 * 1024;
+
+/**
+ * `x-sidecar-*` names the sidecars set themselves on a message or its delivery: an app that sends
+ * one on a publish could pose as another service, a broker hop or a retry, so it is refused.
+ */
+export const RESERVED_MESSAGE_HEADERS: ReadonlySet<string> = new Set([
+  H.service, H.caller, H.meshToken, H.appToken, H.refused,
+  "x-sidecar-deliver", "x-sidecar-topic", "x-sidecar-attempt", "x-sidecar-subscription",
+  "x-sidecar-dead-reason", "x-sidecar-original-topic", "x-sidecar-attempts",
+]);
+
+/** Request headers that travel with a published message: ce-*, the app's own x-sidecar-*, content type and trace context. */
 function carried(req: IncomingMessage): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(req.headers)) {
     if (typeof v !== "string") continue;
-    if (k.startsWith("ce-") || (k.startsWith("x-sidecar-") && k !== H.timeout && k !== H.retries) || k === "content-type" || k === "traceparent" || k === "tracestate") out[k] = v;
+    if (k.startsWith("ce-") || (k.startsWith("x-sidecar-") && k !== H.timeout && k !== H.retries) || k === "content-type" || k === "traceparent" || k === "tracestate") {
+      if (RESERVED_MESSAGE_HEADERS.has(k)) throw new SidecarError("INVALID_REQUEST", `header ${k} is set by the sidecar, not by an app: remove it from the publish`);
+      out[k] = v;
+    }
   }
   return out;
+}
+
+/** 431 when the headers a message would carry are over MESSAGE_HEADER_LIMIT. */
+function checkHeaderBytes(headers: Record<string, string>): void {
+  let bytes = 0;
+  for (const [k, v] of Object.entries(headers)) bytes += k.length + Buffer.byteLength(v);
+  if (bytes > MESSAGE_HEADER_LIMIT) {
+    throw new SidecarError("MESSAGE_HEADERS_TOO_LARGE", `the message's headers (ce-* or a structured event's attributes, x-sidecar-*, content-type, trace context) take ${bytes} bytes; at most ${MESSAGE_HEADER_LIMIT} travel with a message`);
+  }
+}
+
+/** The topic of /publish/{topic}, percent-decoded; 400 when the escape is malformed (%ZZ). */
+function topicOf(url: string): string {
+  const q = url.indexOf("?");
+  const raw = (q === -1 ? url : url.slice(0, q)).slice("/publish/".length);
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw new SidecarError("INVALID_TOPIC", `topic ${show(raw)} is not valid percent-encoding`);
+  }
 }
 
 /**
@@ -34,18 +75,30 @@ function carried(req: IncomingMessage): Record<string, string> {
 export function publishHandler(o: PublishOptions): (req: IncomingMessage, res: ServerResponse) => void {
   const handle = async (req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> => {
     if (req.method !== "POST") throw new SidecarError("METHOD_NOT_ALLOWED", `${req.method} is not allowed on /publish; use POST`, { headers: { allow: "POST" } });
-    const url = req.url ?? "";
-    const q = url.indexOf("?");
-    const topic = decodeURIComponent((q === -1 ? url : url.slice(0, q)).slice("/publish/".length));
+    const topic = topicOf(req.url ?? "");
     if (!isValidSubject(topic, false)) {
-      throw new SidecarError("INVALID_TOPIC", `topic ${show(topic)} is not a NATS subject to publish on (dot-separated tokens of printable characters, no spaces, no wildcards)`);
+      throw new SidecarError("INVALID_TOPIC", `topic ${show(topic)} is not a NATS subject to publish on (dot-separated tokens of printable characters, no spaces or control characters, no wildcards)`);
     }
-    const body = await readBody(req, o.maxBody);
     const headers = carried(req);
-    headers["ce-source"] ??= `/sidecar/${o.service}`;
-    headers["ce-type"] ??= topic;
-    headers["ce-specversion"] ??= "1.0";
-    headers["ce-time"] ??= new Date().toISOString();
+    const contentType = headers["content-type"];
+    if (isBatch(contentType)) throw new SidecarError("INVALID_CLOUDEVENT", "a batch of CloudEvents (application/cloudevents-batch+json) is not one message: publish each event on its own");
+    const structured = isStructured(contentType);
+    if (structured && Object.keys(headers).some((k) => k.startsWith("ce-"))) {
+      throw new SidecarError("INVALID_CLOUDEVENT", "a structured CloudEvent (application/cloudevents+json) carries its attributes in the body: send no ce-* headers with it");
+    }
+    if (!structured) checkBinaryHeaders(headers);
+    checkHeaderBytes(headers);
+    const body = await readBody(req, o.maxBody);
+    if (structured) {
+      // The event's own attributes, as headers: its id is the message id (and the de-duplication key).
+      Object.assign(headers, structuredAttributes(body));
+      checkHeaderBytes(headers);
+    } else {
+      headers["ce-source"] ??= `/sidecar/${o.service}`;
+      headers["ce-type"] ??= topic;
+      headers["ce-specversion"] ??= "1.0";
+      headers["ce-time"] ??= new Date().toISOString();
+    }
     headers.traceparent ??= nextTraceparent(undefined);
     // Fail fast while disconnected: a publish must not hang until the client's timeout.
     if (o.broker.status() !== "connected") {
@@ -57,8 +110,7 @@ export function publishHandler(o: PublishOptions): (req: IncomingMessage, res: S
     } catch (err) {
       throw new SidecarError("BROKER_UNAVAILABLE", `the broker did not take the message for '${topic}': ${(err as Error).message}`, { cause: err, headers: { "retry-after": "1" } });
     }
-    // Still 202 (the broker has it, and other services may have taken it), but not silently lost.
-    const text = JSON.stringify({ id: result.id, topic, stored: result.stored, ...(result.stream ? { stream: result.stream } : {}), ...(result.notTakenBy ? { notTakenBy: result.notTakenBy } : {}) });
+    const text = JSON.stringify({ id: result.id, topic, stored: result.stored, ...(result.stream ? { stream: result.stream } : {}) });
     res.writeHead(202, { "content-type": "application/json", "content-length": Buffer.byteLength(text), [H.requestId]: requestId });
     res.end(text);
   };

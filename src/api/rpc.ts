@@ -57,6 +57,14 @@ function checkTimeout(ms: number, where: string, raw: unknown): number {
   return Math.round(ms);
 }
 
+/**
+ * A number, or a string of one; NaN for anything else. Number() of an array or object would call
+ * its toString(), which recurses as deep as a hostile caller nests it.
+ */
+function numberOf(value: unknown): number {
+  return typeof value === "number" ? value : typeof value === "string" && value.trim() !== "" ? Number(value) : NaN;
+}
+
 /** Most retries one call may ask for; the retry budget caps them further. */
 const MAX_RETRIES = 10;
 
@@ -77,6 +85,17 @@ function headerRetries(req: IncomingMessage): number {
 export function keyOf(req: IncomingMessage, caller: Caller, service: string): string | undefined {
   const v = req.headers[caller.keyHeader(service)];
   return typeof v === "string" ? v : undefined;
+}
+
+const EMPTY_OBJECT = Buffer.from("{}");
+
+/** The request member as JSON again, when its bytes could not be located (refused, 400, when too deep to re-encode). */
+function reencode(request: unknown): Buffer {
+  try {
+    return Buffer.from(JSON.stringify(request));
+  } catch (err) {
+    throw new SidecarError("INVALID_REQUEST", `field 'request' could not be re-encoded as JSON (${(err as Error).message}): it is nested too deeply`, { cause: err });
+  }
 }
 
 /** Headers of the app's request that travel on to the callee app. */
@@ -120,11 +139,11 @@ export function rpcHandler(o: RpcOptions): (req: IncomingMessage, res: ServerRes
       if (typeof endpoint !== "string" || endpoint === "") {
         throw new SidecarError("INVALID_REQUEST", endpoint === undefined ? "field 'endpoint' (or its alias 'method') is required" : `field 'endpoint' must be a non-empty string, got ${show(endpoint)}`);
       }
-      const timeout = e.timeout === undefined ? checkTimeoutHeader(req) : checkTimeout(Number(e.timeout), "field 'timeout'", e.timeout);
+      const timeout = e.timeout === undefined ? checkTimeoutHeader(req) : checkTimeout(numberOf(e.timeout), "field 'timeout'", e.timeout);
       const retries = e.retries === undefined ? headerRetries(req) : checkRetries(e.retries, "field 'retries'");
       // The request's own bytes, as the app wrote them (the envelope already parsed as JSON).
       const span = e.request === undefined ? undefined : requestSpan(body);
-      const payload = span ? body.subarray(span.start, span.end) : Buffer.from(JSON.stringify(e.request === undefined ? {} : e.request));
+      const payload = span ? body.subarray(span.start, span.end) : e.request === undefined ? EMPTY_OBJECT : reencode(e.request);
       await o.caller.call(
         { service, method: "POST", path: endpointToPath(endpoint), headers: passHeaders(req, "application/json"), body: payload, timeout: timeout ?? o.defaultTimeout, retries, key: keyOf(req, o.caller, service), label: endpoint, requestId },
         res,

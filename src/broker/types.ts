@@ -65,11 +65,6 @@ export interface PublishResult {
   stored: boolean;
   /** The stream that stored it. */
   stream?: string | undefined;
-  /**
-   * Local broker: subscribed services none of whose nodes took the message (a full queue, a node
-   * unreachable or shutting down). It is lost for them: the local broker keeps nothing.
-   */
-  notTakenBy?: string[] | undefined;
 }
 
 export type BrokerStatus = "connected" | "disconnected" | "closed";
@@ -81,14 +76,13 @@ export interface Broker {
   publish(topic: string, body: Buffer, headers: Record<string, string>): Promise<PublishResult>;
   subscribe(spec: SubscriptionSpec, deliver: DeliverFn): Promise<ActiveSubscription>;
   status(): BrokerStatus;
-  /** Optional (the local broker): messages a subscribed service did not take, counted once per service. */
-  notTaken?(): number;
   close(): Promise<void>;
 }
 
-const TOKEN = /^[^\s.*>]+$/;
+/** A subject token: no whitespace, no `.`, `*` or `>`, and no control characters (C0, DEL, C1), which no log or app header can show. */
+const TOKEN = /^[^\s.*>\x00-\x1f\x7f-\x9f]+$/;
 
-/** NATS subject rules: dot-separated non-empty tokens, no whitespace; `*` and a final `>` only where wildcards are allowed. */
+/** NATS subject rules: dot-separated non-empty tokens, no whitespace or control characters; `*` and a final `>` only where wildcards are allowed. */
 export function isValidSubject(subject: unknown, wildcards: boolean): subject is string {
   if (typeof subject !== "string" || subject.length === 0 || subject.length > 255) return false;
   const tokens = subject.split(".");

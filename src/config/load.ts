@@ -84,7 +84,14 @@ function readYaml(file: string, problems: string[]): Obj {
     for (const e of doc.errors) problems.push(`${file}: YAML syntax error: ${e.message.split("\n")[0]}`);
     return {};
   }
-  const value: unknown = doc.toJS();
+  let value: unknown;
+  try {
+    // yaml refuses a document whose aliases expand past its limit ("billion laughs"): a config problem, not a crash.
+    value = doc.toJS();
+  } catch (err) {
+    problems.push(`${file}: YAML cannot be read: ${(err as Error).message}`);
+    return {};
+  }
   if (value === null || value === undefined) return {};
   if (!isObj(value)) {
     problems.push(`${file}: expected a mapping of config keys at the top level, got ${show(value)}`);
