@@ -181,7 +181,7 @@ export class Sidecar {
       app: this.#appClient,
       gate: this.#gate,
       defaultTimeout: config.calls.timeout,
-      deliveries: broker instanceof LocalBroker ? (topic, body, headers) => broker.receive(topic, body, headers) : undefined,
+      deliveries: broker instanceof LocalBroker ? (topic, body, headers, caller) => broker.receive(topic, body, headers, caller) : undefined,
       maxBody: config.api.maxBody,
       mesh,
       allow: config.inbound.allow,

@@ -1,7 +1,7 @@
 import type { OutgoingHttpHeaders, ServerResponse } from "node:http";
 import { ERRORS, SidecarError, type ErrorCode } from "../errors.js";
 import { Deadline } from "../http/deadline.js";
-import { endToEnd, H } from "../http/headers.js";
+import { H, publicHeaders } from "../http/headers.js";
 import { pipeBody } from "../http/pipe.js";
 import { nextTraceparent } from "../http/trace.js";
 import type { NodeRecord } from "../registry/types.js";
@@ -34,7 +34,6 @@ export interface Call {
 const RETRYABLE = new Set([502, 503, 504]);
 /** Refusals that say something is wrong with the node itself (not merely that it is leaving). */
 const NODE_FAULTS = new Set<string>(["MISDIRECTED", "APP_UNREACHABLE"]);
-const DROP_FROM_RESPONSE = new Set<string>([H.refused]);
 
 interface Sent {
   upstream: UpstreamResponse;
@@ -94,7 +93,7 @@ export class Caller {
       const status = upstream.statusCode ?? 502;
       outcome = status >= 500 ? "failure" : "success";
       answered = status;
-      const headers = endToEnd(upstream.headers, DROP_FROM_RESPONSE);
+      const headers = publicHeaders(upstream.headers);
       headers[H.requestId] = call.requestId;
       res.writeHead(status, headers);
       await pipeBody(upstream, res);

@@ -1,7 +1,6 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
-import { DELIVER_HEADER } from "../broker/local.js";
 import { SidecarError } from "../errors.js";
-import { endToEnd, H, requestIdOf } from "../http/headers.js";
+import { endToEnd, INTERNAL, requestIdOf } from "../http/headers.js";
 import { sendError } from "../http/reply.js";
 import type { Logger } from "../log.js";
 import { isValidName, show } from "../names.js";
@@ -18,7 +17,7 @@ export interface ProxyOptions {
 }
 
 /** Our own control headers: they steer this sidecar and do not travel on. */
-const DROP = new Set<string>(["host", H.timeout, H.retries, H.service, H.caller, H.refused, H.meshToken, H.appToken, DELIVER_HEADER]);
+const DROP = new Set<string>(["host", ...INTERNAL]);
 const DROP_WITH_AUTH = new Set<string>([...DROP, "authorization"]);
 const CLEAN_PATH = /^[\x21-\x7e]*$/;
 

@@ -20,7 +20,7 @@ export interface BrokerDeps {
 
 /** Broker factories keyed by `broker.kind`. */
 export const BROKERS: Record<Config["broker"]["kind"], (deps: BrokerDeps) => Promise<Broker>> = {
-  local: async ({ config, view, log, meshTls }) => new LocalBroker(view, log, { meshToken: config.mesh.token, tls: meshTls }),
+  local: async ({ config, view, log, meshTls }) => new LocalBroker(view, log, { meshToken: config.mesh.token, tls: meshTls, service: config.service.name }),
   nats: async ({ config, log, nats }) => NatsBroker.open(await nats(), { maxAge: config.broker.streamMaxAge, replicas: config.broker.streamReplicas }, log),
 };
 

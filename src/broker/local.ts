@@ -12,7 +12,7 @@ import { subjectMatches, type ActiveSubscription, type Broker, type BrokerStatus
 const ANSWER_LIMIT = 64 * 1024;
 
 /** The header that makes a request to a peer's inbound listener a local-broker delivery. */
-export const DELIVER_HEADER = "x-sidecar-deliver";
+export const DELIVER_HEADER = H.deliver;
 
 /**
  * The embedded broker (DESIGN §5), with no server: each node's record lists the topics it
@@ -24,11 +24,13 @@ export class LocalBroker implements Broker {
   readonly kind = "local";
   readonly #client: ReturnType<typeof peerClient>;
   readonly #meshToken: string | undefined;
+  readonly #service: string | undefined;
   #rotation = new Map<string, number>();
   #subs: LocalSubscription[] = [];
 
-  constructor(private readonly view: RegistryView, private readonly log: Logger, peers: { meshToken?: string | undefined; tls?: MeshTls | undefined } = {}) {
+  constructor(private readonly view: RegistryView, private readonly log: Logger, peers: { meshToken?: string | undefined; tls?: MeshTls | undefined; service?: string | undefined } = {}) {
     this.#meshToken = peers.meshToken;
+    this.#service = peers.service;
     this.#client = peerClient(peers.tls, { keepAlive: true, maxSockets: 64 });
   }
 
@@ -36,6 +38,9 @@ export class LocalBroker implements Broker {
     const id = headers["ce-id"] || randomUUID();
     const sent: Record<string, string> = { ...headers, "ce-id": id, [DELIVER_HEADER]: topic };
     if (this.#meshToken) sent[H.meshToken] = this.#meshToken;
+    // The publisher is this sidecar's service (dead letters included), whatever the app's headers said:
+    // subscribers check it against inbound.allow, and believe it only with the mesh token or a certificate.
+    if (this.#service) sent[H.caller] = this.#service;
     for (const service of this.view.services()) {
       const nodes = this.view.nodes(service).filter((n) => n.subscriptions.some((p) => subjectMatches(p, topic)));
       if (nodes.length === 0) continue;
@@ -58,6 +63,9 @@ export class LocalBroker implements Broker {
       // Taken when at least one of the node's subscriptions queued it (not one whose queue is full).
       req.once("response", (res) => {
         readBody(res, ANSWER_LIMIT).then((answer) => {
+          if (res.statusCode === 401 || res.statusCode === 403) {
+            this.log.warn("a subscriber's sidecar refused the message", { address, status: res.statusCode, error: errorMessage(answer) });
+          }
           if (res.statusCode !== 202) return resolve(false);
           try {
             resolve((JSON.parse(answer.toString("utf8")) as { accepted?: unknown }).accepted !== 0);
@@ -72,12 +80,12 @@ export class LocalBroker implements Broker {
     });
   }
 
-  /** A message delivered by a peer: hand it to every local subscription it matches; how many took it. */
-  receive(topic: string, body: Buffer, headers: Record<string, string>): number {
+  /** A message delivered by a peer (`caller`: its publisher, as the inbound listener vouched for it): hand it to every local subscription it matches; how many took it. */
+  receive(topic: string, body: Buffer, headers: Record<string, string>, caller?: string): number {
     let n = 0;
     for (const s of this.#subs) {
       if (!subjectMatches(s.spec.topic, topic)) continue;
-      if (s.push({ id: headers["ce-id"] ?? randomUUID(), topic, body, headers, attempt: 1 })) n += 1;
+      if (s.push({ id: headers["ce-id"] ?? randomUUID(), topic, body, headers, attempt: 1, ...(caller !== undefined ? { caller } : {}) })) n += 1;
     }
     return n;
   }
@@ -100,6 +108,15 @@ export class LocalBroker implements Broker {
 
   async close(): Promise<void> {
     this.#client.agent.destroy();
+  }
+}
+
+/** The message of a peer's JSON error body ({"error": {"message": ...}}), for the log. */
+function errorMessage(answer: Buffer): string {
+  try {
+    return String((JSON.parse(answer.toString("utf8")) as { error?: { message?: unknown } }).error?.message ?? "");
+  } catch {
+    return "";
   }
 }
 

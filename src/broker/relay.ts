@@ -1,4 +1,5 @@
 import http from "node:http";
+import { H, toApp } from "../http/headers.js";
 import type { Logger } from "../log.js";
 import { formatAddress } from "../transport/http.js";
 import type { Broker, DeliverFn, Delivery, Outcome, SubscriptionCounters, SubscriptionSpec } from "./types.js";
@@ -44,19 +45,21 @@ export class Relay {
   }
 
   #post(spec: SubscriptionSpec, d: Delivery): Promise<Answer> {
-    const headers: http.OutgoingHttpHeaders = {};
-    for (const [k, v] of Object.entries(d.headers)) if (k.startsWith("ce-") || k.startsWith("x-sidecar-") || k === "traceparent" || k === "tracestate") headers[k] = v;
+    const carried: Record<string, string> = {};
+    for (const [k, v] of Object.entries(d.headers)) if (k.startsWith("ce-") || k.startsWith("x-sidecar-") || k === "traceparent" || k === "tracestate") carried[k] = v;
+    // The last hop, like a call's: no internal header as the message carried it; the publisher only when vouched for.
+    const headers = toApp(carried, d.caller);
     headers["content-type"] = d.headers["content-type"] ?? "application/octet-stream";
     headers[CE.id] = d.id;
     headers[CE.specversion] ??= "1.0";
     headers[CE.type] ??= d.topic;
     headers[CE.source] ??= `/sidecar/${this.o.service}`;
     headers[CE.time] ??= new Date().toISOString();
-    headers["x-sidecar-topic"] = d.topic;
-    headers["x-sidecar-attempt"] = String(d.attempt);
-    headers["x-sidecar-subscription"] = spec.name;
+    headers[H.topic] = d.topic;
+    headers[H.attempt] = String(d.attempt);
+    headers[H.subscription] = spec.name;
     headers["content-length"] = d.body.length;
-    if (this.o.appToken) headers["x-sidecar-app-token"] = this.o.appToken;
+    if (this.o.appToken) headers[H.appToken] = this.o.appToken;
     // A flat [name, value, ...] list is written as given; an object costs node:http a setHeader() per header.
     const flat: string[] = ["host", this.#host];
     for (const k of Object.keys(headers)) {

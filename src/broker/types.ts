@@ -32,6 +32,11 @@ export interface Delivery {
   headers: Record<string, string>;
   /** 1 for the first delivery. */
   attempt: number;
+  /**
+   * The publishing service, when the broker could vouch for it (embedded broker: the mesh token or
+   * a client certificate checked by the inbound listener); the relay shows only this one to the app.
+   */
+  caller?: string | undefined;
 }
 
 /** What the relay decided: acknowledge, try again after `delay` ms, or give up (dead-lettered). */

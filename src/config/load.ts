@@ -218,6 +218,16 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
     if (result.data.api.headersTimeout > result.data.api.requestTimeout) {
       problems.push(`${originOf("api.headersTimeout")}: api.headersTimeout: got ${result.data.api.headersTimeout}ms: expected at most api.requestTimeout (${result.data.api.requestTimeout}ms)`);
     }
+    // Without the mesh token or mutual TLS a caller's name is only what it claims: an allow list
+    // would let in anyone claiming a listed name. The listener would refuse every caller; say so at start.
+    const { allow } = result.data.inbound;
+    if (allow !== undefined && result.data.mesh.token === undefined) {
+      if (result.data.mesh.tls?.ca === undefined) {
+        problems.push(`${originOf("inbound.allow")}: inbound.allow: expected mesh.token or mesh.tls with a ca (mutual TLS) as well: without either, a caller's name is only what it claims`);
+      } else if (result.data.transport.kind === "nats") {
+        problems.push(`${originOf("inbound.allow")}: inbound.allow: expected mesh.token as well with transport.kind nats: calls over NATS carry no client certificate, so only the mesh token vouches for a caller's name`);
+      }
+    }
     const seen = new Set<string>();
     result.data.subscriptions.forEach((s, i) => {
       const name = s.name ?? s.topic;

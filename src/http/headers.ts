@@ -2,11 +2,14 @@ import { randomUUID } from "node:crypto";
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from "node:http";
 import { nextTraceparent } from "./trace.js";
 
-/** Headers between sidecars (never forwarded to or from apps as-is). */
+/** Headers between sidecars, and from a sidecar to its app (never forwarded to or from apps as-is: see INTERNAL). */
 export const H = {
   /** caller → callee sidecar: the service the caller resolved; a mismatch means a stale record. */
   service: "x-sidecar-service",
-  /** caller → callee sidecar (and on to the app): the calling service, when known. */
+  /**
+   * caller → callee sidecar: the calling (or publishing) service. The callee's sidecar sets it for
+   * its app only when it could check it (vouchedCaller): never passed on as a peer sent it.
+   */
   caller: "x-sidecar-caller",
   /** caller → callee sidecar → app: milliseconds left of the call's deadline. */
   timeout: "x-sidecar-timeout",
@@ -18,8 +21,27 @@ export const H = {
   meshToken: "x-sidecar-mesh-token",
   /** sidecar → its app: app.token, so the app can refuse callers that are not its sidecar. */
   appToken: "x-sidecar-app-token",
+  /** publisher's sidecar → subscriber's sidecar (embedded broker): the request is a delivery to this topic. */
+  deliver: "x-sidecar-deliver",
+  /** caller ↔ callee sidecar over NATS: the request line and the status, in NATS headers. */
+  method: "x-sidecar-method",
+  path: "x-sidecar-path",
+  status: "x-sidecar-status",
+  /** relay → its app: which topic, attempt and subscription a delivery is. */
+  topic: "x-sidecar-topic",
+  attempt: "x-sidecar-attempt",
+  subscription: "x-sidecar-subscription",
   requestId: "x-request-id",
 } as const;
+
+/**
+ * The sidecars' own headers (every H name but x-request-id). An app never receives one as a peer
+ * or a publisher sent it, and a callee's sidecar never passes one on from its app's answer: they
+ * steer sidecars (a forged x-sidecar-refused would make a caller resend a call that ran) or vouch
+ * for something (x-sidecar-caller), so only the sidecar that knows sets them. Other x-sidecar-*
+ * names (an app's own, x-sidecar-dead-reason on a dead letter) are ordinary end-to-end headers.
+ */
+export const INTERNAL: ReadonlySet<string> = new Set(Object.values(H).filter((h) => h !== H.requestId));
 
 /** RFC 9110 §7.6.1 connection-specific headers, dropped at every hop. */
 export const HOP_BY_HOP = new Set([
@@ -29,10 +51,33 @@ export const HOP_BY_HOP = new Set([
 
 /** Copy end-to-end headers, dropping hop-by-hop ones, those named in `Connection`, and `drop`. */
 export function endToEnd(headers: IncomingHttpHeaders, drop?: ReadonlySet<string>): OutgoingHttpHeaders {
+  return copy(headers, drop, false);
+}
+
+/**
+ * The last hop to an app, for calls (over http and NATS) and deliveries alike: the end-to-end
+ * headers without any INTERNAL one (nor `drop`), then `x-sidecar-caller` when this sidecar vouches
+ * for it. What else the sidecar vouches for (deadline, request id, topic, app token) is set after.
+ */
+export function toApp(headers: IncomingHttpHeaders, caller: string | undefined, drop?: ReadonlySet<string>): OutgoingHttpHeaders {
+  const out = copy(headers, drop, true);
+  if (caller !== undefined) out[H.caller] = caller;
+  return out;
+}
+
+/**
+ * End-to-end headers without any INTERNAL one (nor `drop`): an app's answer on its way back to the
+ * calling sidecar (an app must not steer it), and that answer on to the calling app.
+ */
+export function publicHeaders(headers: IncomingHttpHeaders, drop?: ReadonlySet<string>): OutgoingHttpHeaders {
+  return copy(headers, drop, true);
+}
+
+function copy(headers: IncomingHttpHeaders, drop: ReadonlySet<string> | undefined, internal: boolean): OutgoingHttpHeaders {
   const named = typeof headers.connection === "string" ? headers.connection.toLowerCase().split(",").map((s) => s.trim()) : [];
   const out: OutgoingHttpHeaders = {};
   for (const [k, v] of Object.entries(headers)) {
-    if (v === undefined || HOP_BY_HOP.has(k) || drop?.has(k) || named.includes(k)) continue;
+    if (v === undefined || HOP_BY_HOP.has(k) || drop?.has(k) || (internal && INTERNAL.has(k)) || named.includes(k)) continue;
     out[k] = v;
   }
   return out;

@@ -1,15 +1,16 @@
+import type { OutgoingHttpHeaders } from "node:http";
 import type { Msg, Subscription } from "@nats-io/transport-node";
 import { errorBody, SidecarError, toSidecarError } from "../errors.js";
 import { nextTraceparent } from "../http/trace.js";
 import { Deadline } from "../http/deadline.js";
-import { H } from "../http/headers.js";
+import { publicHeaders, H, toApp } from "../http/headers.js";
 import type { Logger } from "../log.js";
 import type { NatsClient } from "../nats/connect.js";
 import { fromNats, toNats } from "../nats/headers.js";
 import { maxBody, NH, nodeSubject, serviceSubject } from "../transport/nats.js";
 import { neverReachedApp, type AppClient } from "./app-client.js";
 import type { InboundGate } from "./gate.js";
-import { checkAllowed, inboundTimeout } from "./server.js";
+import { checkAllowed, inboundTimeout, vouchedCaller } from "./server.js";
 import type { Secret } from "../http/auth.js";
 
 export interface NatsInboundOptions {
@@ -23,7 +24,9 @@ export interface NatsInboundOptions {
   log: Logger;
 }
 
-const TO_APP_DROP = new Set<string>([NH.method, NH.path, H.service, H.meshToken, "host", "content-length"]);
+const TO_APP_DROP = new Set<string>(["host", "content-length"]);
+/** NATS computes the length of a reply itself. */
+const TO_PEER_DROP = new Set<string>(["content-length"]);
 
 /**
  * The callee side of the NATS transport: answers requests on `sidecar.node.<id>` and, in queue
@@ -54,7 +57,7 @@ export class NatsInbound {
     await Promise.all(subs.map((s) => s.drain().catch(() => undefined)));
   }
 
-  #reply(msg: Msg, status: number, headers: Record<string, string | string[] | undefined>, body: Uint8Array): void {
+  #reply(msg: Msg, status: number, headers: OutgoingHttpHeaders, body: Uint8Array): void {
     msg.respond(body, { headers: toNats(headers, { [NH.status]: String(status) }) });
   }
 
@@ -70,7 +73,9 @@ export class NatsInbound {
     if (!this.o.mesh.accepts(h?.get(H.meshToken) || undefined)) {
       return this.#fail(msg, new SidecarError("UNAUTHORIZED", "a peer sidecar must send the mesh token (mesh.token)"), false, requestId);
     }
-    const denied = checkAllowed(this.o.allow, h?.get(H.caller) || undefined, this.o.service);
+    // No client certificate travels with a NATS message: only the mesh token vouches for the caller's name.
+    const caller = vouchedCaller({ mutualTls: false, meshToken: this.o.mesh.required }, undefined, h?.get(H.caller) || undefined);
+    const denied = checkAllowed(this.o.allow, caller, this.o.service);
     if (denied) return this.#fail(msg, denied, false, requestId);
     const refusal = this.o.gate.enter();
     if (refusal) {
@@ -80,7 +85,7 @@ export class NatsInbound {
     const deadline = new Deadline(inboundTimeout(h?.get(H.timeout), this.o.defaultTimeout));
     const traceparent = nextTraceparent(h?.get("traceparent") || undefined);
     try {
-      const headers = fromNats(h, TO_APP_DROP);
+      const headers = toApp(fromNats(h), caller, TO_APP_DROP);
       headers[H.timeout] = String(deadline.ms);
       headers.traceparent = traceparent;
       const upstream = await this.o.app.send({ method: h?.get(NH.method) || "POST", path: h?.get(NH.path) || "/", headers, body: Buffer.from(msg.data), deadline });
@@ -95,8 +100,8 @@ export class NatsInbound {
         }
         chunks.push(chunk);
       }
-      const { "content-length": _len, "transfer-encoding": _te, connection: _c, "keep-alive": _ka, ...back } = upstream.headers;
-      this.#reply(msg, upstream.statusCode ?? 502, back, Buffer.concat(chunks, size));
+      // The app's own x-sidecar-refused (or any internal header) must not steer the calling sidecar.
+      this.#reply(msg, upstream.statusCode ?? 502, publicHeaders(upstream.headers, TO_PEER_DROP), Buffer.concat(chunks, size));
     } catch (err) {
       const e = toSidecarError(err);
       if (e.status >= 500) this.o.log.warn("NATS call into the app failed", { code: e.code, error: e.message, requestId, traceparent });

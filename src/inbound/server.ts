@@ -1,16 +1,16 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { SidecarError } from "../errors.js";
 import { Deadline } from "../http/deadline.js";
-import { endToEnd, H, requestIdOf } from "../http/headers.js";
+import { publicHeaders, H, requestIdOf, toApp } from "../http/headers.js";
 import { pipeBody } from "../http/pipe.js";
 import { sendError } from "../http/reply.js";
 import type { Secret } from "../http/auth.js";
 import type { Logger } from "../log.js";
 import { neverReachedApp, type AppClient } from "./app-client.js";
 import type { InboundGate, Refusal } from "./gate.js";
-import { DELIVER_HEADER } from "../broker/local.js";
 import { readBody } from "../http/body.js";
 import { certifiedCaller } from "../tls/mesh.js";
+import { isValidName } from "../names.js";
 
 export interface InboundOptions {
   /** The service this sidecar serves: calls for another one hit a stale record. */
@@ -19,8 +19,8 @@ export interface InboundOptions {
   gate: InboundGate;
   /** Default deadline for a call into the app when the caller sent none. */
   defaultTimeout: number;
-  /** Local broker: hand a message a peer published to this node's subscriptions; how many took it. */
-  deliveries?: ((topic: string, body: Buffer, headers: Record<string, string>) => number) | undefined;
+  /** Local broker: hand a message a peer published (`caller`: the publisher, when vouched for) to this node's subscriptions; how many took it. */
+  deliveries?: ((topic: string, body: Buffer, headers: Record<string, string>, caller: string | undefined) => number) | undefined;
   /** Largest message the local broker accepts from a peer. */
   maxBody: number;
   /** mesh.token: required from peers when set. */
@@ -33,12 +33,25 @@ export interface InboundOptions {
 }
 
 export const MAX_TIMEOUT_MS = 10 * 60_000;
-const TO_APP_DROP = new Set<string>([H.service, H.meshToken, "host"]);
+const TO_APP_DROP = new Set<string>(["host"]);
+/** What a delivery keeps of the peer's request: its message headers (the relay picks what the app gets). */
+const NOT_MESSAGE = new Set<string>(["host", "content-length"]);
 
-/** inbound.allow: a 403 for a calling service not on the list, else undefined. */
-export function checkAllowed(allow: readonly string[] | undefined, caller: unknown, service: string): SidecarError | undefined {
-  if (allow === undefined || (typeof caller === "string" && allow.includes(caller))) return undefined;
-  return new SidecarError("FORBIDDEN", `service ${JSON.stringify(caller ?? "(unknown)")} may not call '${service}' (inbound.allow)`);
+/**
+ * The calling (or publishing) service as this sidecar can vouch for it: the CN of its client
+ * certificate under mutual TLS; else the name it sent, when the mesh token proved the peer a
+ * member of the mesh; else undefined. Without either, a name is only a claim anyone reaching the
+ * listener could make: it is neither checked against inbound.allow (which then refuses) nor shown to the app.
+ */
+export function vouchedCaller(auth: { mutualTls: boolean; meshToken: boolean }, certified: string | undefined, claimed: unknown): string | undefined {
+  if (auth.mutualTls) return certified;
+  return auth.meshToken && isValidName(claimed) ? claimed : undefined;
+}
+
+/** inbound.allow: a 403 for a calling (or publishing) service not on the list, else undefined. */
+export function checkAllowed(allow: readonly string[] | undefined, caller: string | undefined, service: string, what = "call"): SidecarError | undefined {
+  if (allow === undefined || (caller !== undefined && allow.includes(caller))) return undefined;
+  return new SidecarError("FORBIDDEN", `service ${JSON.stringify(caller ?? "(unknown)")} may not ${what} '${service}' (inbound.allow)`);
 }
 
 /** The deadline a peer asked for (`x-sidecar-timeout`), else the default. */
@@ -71,13 +84,18 @@ export class InboundHandler {
     if (target !== undefined && target !== this.o.service) {
       return refuse({ code: "MISDIRECTED", message: `this sidecar serves '${this.o.service}', not ${JSON.stringify(target)} (stale registry record)` });
     }
-    const topic = req.headers[DELIVER_HEADER];
-    if (typeof topic === "string" && this.o.deliveries) return this.#receive(topic, req, res, requestId, refuse);
-    const denied = this.o.allow && checkAllowed(this.o.allow, this.o.mutualTls ? certifiedCaller(req.socket) : req.headers[H.caller], this.o.service);
-    if (denied) return sendError(res, denied, requestId, this.o.log);
+    const caller = vouchedCaller({ mutualTls: this.o.mutualTls ?? false, meshToken: this.o.mesh.required }, certifiedCaller(req.socket), req.headers[H.caller]);
+    const topic = req.headers[H.deliver];
+    // Deliveries obey the allow list like calls: the publisher is the caller.
+    const denied = checkAllowed(this.o.allow, caller, this.o.service, typeof topic === "string" ? "publish to" : "call");
+    if (denied) {
+      if (typeof topic === "string") this.o.log.warn("delivery refused (inbound.allow)", { topic, publisher: caller ?? "(unknown)", requestId });
+      return sendError(res, denied, requestId, this.o.log);
+    }
+    if (typeof topic === "string" && this.o.deliveries) return this.#receive(topic, caller, req, res, requestId, refuse);
     const refusal = this.o.gate.enter();
     if (refusal) return refuse(refusal);
-    this.#forward(req, res, requestId)
+    this.#forward(req, res, caller, requestId)
       .catch((err: unknown) => {
         if (neverReachedApp(err)) return sendError(res, err, requestId, this.o.log, { [H.refused]: "APP_UNREACHABLE" });
         sendError(res, err, requestId, this.o.log);
@@ -86,32 +104,34 @@ export class InboundHandler {
   };
 
   /** A local-broker message from a peer: queue it for this node's subscriptions, 202. */
-  #receive(topic: string, req: IncomingMessage, res: ServerResponse, requestId: string, refuse: (r: Refusal) => void): void {
+  #receive(topic: string, caller: string | undefined, req: IncomingMessage, res: ServerResponse, requestId: string, refuse: (r: Refusal) => void): void {
     if (this.o.gate.draining) return refuse({ code: "SHUTTING_DOWN", message: `the sidecar of '${this.o.service}' is shutting down` });
     const deliveries = this.o.deliveries!;
     readBody(req, this.o.maxBody).then(
       (body) => {
+        // No internal header survives (the mesh token, a claimed caller): the publisher travels apart, vouched for.
         const headers: Record<string, string> = {};
-        for (const [k, v] of Object.entries(req.headers)) if (typeof v === "string" && k !== DELIVER_HEADER) headers[k] = v;
-        const accepted = deliveries(topic, body, headers);
+        for (const [k, v] of Object.entries(toApp(req.headers, undefined, NOT_MESSAGE))) if (typeof v === "string") headers[k] = v;
+        const accepted = deliveries(topic, body, headers, caller);
         res.writeHead(202, { "content-type": "application/json", [H.requestId]: requestId }).end(JSON.stringify({ accepted }));
       },
       (err: unknown) => sendError(res, err, requestId, this.o.log),
     );
   }
 
-  async #forward(req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
+  async #forward(req: IncomingMessage, res: ServerResponse, caller: string | undefined, requestId: string): Promise<void> {
     const deadline = new Deadline(inboundTimeout(req.headers[H.timeout], this.o.defaultTimeout));
     const onClose = () => {
       if (!res.writableFinished) deadline.cancel();
     };
     res.once("close", onClose);
-    const headers = endToEnd(req.headers, TO_APP_DROP);
+    const headers = toApp(req.headers, caller, TO_APP_DROP);
     headers[H.requestId] = requestId;
     headers[H.timeout] = String(deadline.ms);
     try {
       const upstream = await this.o.app.send({ method: req.method ?? "GET", path: req.url ?? "/", headers, body: req, deadline });
-      const back = endToEnd(upstream.headers);
+      // The app's own x-sidecar-refused (or any internal header) must not steer the calling sidecar.
+      const back = publicHeaders(upstream.headers);
       back[H.requestId] = requestId;
       res.writeHead(upstream.statusCode ?? 502, back);
       await pipeBody(upstream, res);

@@ -8,7 +8,7 @@ import type { NodeRecord } from "../registry/types.js";
 import { TransportError, type OutboundRequest, type StreamBody, type Transport, type UpstreamResponse } from "./types.js";
 
 /** Request line and status travel in these NATS headers; the rest are the HTTP headers. */
-export const NH = { method: "x-sidecar-method", path: "x-sidecar-path", status: "x-sidecar-status" } as const;
+export const NH = { method: H.method, path: H.path, status: H.status } as const;
 
 /** Room left in a message for headers when checking a body against the server's max payload. */
 const HEADER_ROOM = 8 * 1024;

@@ -21,6 +21,8 @@ export class TestApp {
   subscriptions: unknown[] | undefined;
   /** When set, decides the status of each call (undefined: the normal answer). */
   respond: ((call: ReceivedCall) => number | undefined) | undefined;
+  /** When set, added to the answer of every call (not health checks): e.g. a header only sidecars should set. */
+  answerHeaders: Record<string, string> | undefined;
   /** When set, every call (not health checks) answers this status. */
   failStatus: number | undefined;
   /** Requests whose connection closed before the app answered (the caller gave up). */
@@ -46,6 +48,7 @@ export class TestApp {
         }
         const call = { method: req.method ?? "", path: req.url ?? "", headers: req.headers, body };
         this.calls.push(call);
+        for (const [k, v] of Object.entries(this.answerHeaders ?? {})) res.setHeader(k, v);
         const chosen = this.respond?.(call);
         if (chosen !== undefined) {
           res.writeHead(chosen, { "content-type": "text/plain" }).end(`answered ${chosen}`);
