@@ -2,12 +2,13 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { isValidSubject, type Broker } from "../broker/types.js";
 import { SidecarError } from "../errors.js";
 import { readBody } from "../http/body.js";
-import { H, requestIdOf } from "../http/headers.js";
+import { H, INTERNAL, requestIdOf } from "../http/headers.js";
+import { DEAD } from "../broker/relay.js";
 import { sendError } from "../http/reply.js";
 import { nextTraceparent } from "../http/trace.js";
 import type { Logger } from "../log.js";
 import { show } from "../names.js";
-import { checkBinaryHeaders, isBatch, isStructured, structuredAttributes } from "./cloudevents.js";
+import { checkBinaryHeaders, isBatch, isStructured, structuredAttributes } from "../broker/cloudevents.js";
 
 export interface PublishOptions {
   broker: Broker;
@@ -24,14 +25,11 @@ export interface PublishOptions {
 export const MESSAGE_HEADER_LIMIT = 8 * 1024;
 
 /**
- * `x-sidecar-*` names the sidecars set themselves on a message or its delivery: an app that sends
- * one on a publish could pose as another service, a broker hop or a retry, so it is refused.
+ * `x-sidecar-*` names the sidecars set themselves on a message or its delivery (INTERNAL, and the
+ * dead-letter headers): an app that sent one on a publish could pose as another service, a broker
+ * hop, a retry or a dead letter, so it is refused rather than dropped without a word.
  */
-export const RESERVED_MESSAGE_HEADERS: ReadonlySet<string> = new Set([
-  H.service, H.caller, H.meshToken, H.appToken, H.refused,
-  "x-sidecar-deliver", "x-sidecar-topic", "x-sidecar-attempt", "x-sidecar-subscription",
-  "x-sidecar-dead-reason", "x-sidecar-original-topic", "x-sidecar-attempts",
-]);
+export const RESERVED_MESSAGE_HEADERS: ReadonlySet<string> = new Set([...INTERNAL, ...Object.values(DEAD)]);
 
 /** Request headers that travel with a published message: ce-*, the app's own x-sidecar-*, content type and trace context. */
 function carried(req: IncomingMessage): Record<string, string> {

@@ -1,5 +1,6 @@
 import http from "node:http";
 import { H, toApp } from "../http/headers.js";
+import { isStructured } from "./cloudevents.js";
 import type { Logger } from "../log.js";
 import { formatAddress } from "../transport/http.js";
 import type { Broker, DeliverFn, Delivery, Outcome, SubscriptionCounters, SubscriptionSpec } from "./types.js";
@@ -45,16 +46,21 @@ export class Relay {
   }
 
   #post(spec: SubscriptionSpec, d: Delivery): Promise<Answer> {
+    // A structured event is delivered as it was published: its attributes are in the body, and
+    // ce-* headers beside it (the copies the publish made for the message id) would only disagree.
+    const structured = isStructured(d.headers["content-type"]);
     const carried: Record<string, string> = {};
-    for (const [k, v] of Object.entries(d.headers)) if (k.startsWith("ce-") || k.startsWith("x-sidecar-") || k === "traceparent" || k === "tracestate") carried[k] = v;
+    for (const [k, v] of Object.entries(d.headers)) if ((k.startsWith("ce-") && !structured) || k.startsWith("x-sidecar-") || k === "traceparent" || k === "tracestate") carried[k] = v;
     // The last hop, like a call's: no internal header as the message carried it; the publisher only when vouched for.
     const headers = toApp(carried, d.caller);
     headers["content-type"] = d.headers["content-type"] ?? "application/octet-stream";
-    headers[CE.id] = d.id;
-    headers[CE.specversion] ??= "1.0";
-    headers[CE.type] ??= d.topic;
-    headers[CE.source] ??= `/sidecar/${this.o.service}`;
-    headers[CE.time] ??= new Date().toISOString();
+    if (!structured) {
+      headers[CE.id] = d.id;
+      headers[CE.specversion] ??= "1.0";
+      headers[CE.type] ??= d.topic;
+      headers[CE.source] ??= `/sidecar/${this.o.service}`;
+      headers[CE.time] ??= new Date().toISOString();
+    }
     headers[H.topic] = d.topic;
     headers[H.attempt] = String(d.attempt);
     headers[H.subscription] = spec.name;

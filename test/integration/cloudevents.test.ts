@@ -60,6 +60,9 @@ describe("CloudEvents: structured and binary publishes, checked with the CloudEv
     await waitFor(() => sub.callsTo("/events").some((c) => c.headers["x-sidecar-topic"] === "ce.marker"), "the marker delivered");
     const got = sub.callsTo("/events").filter((c) => c.headers["x-sidecar-topic"] === "ce.structured");
     assert.equal(got.length, 1, "stored and delivered once");
+    assert.equal(got[0]!.headers["content-type"], "application/cloudevents+json");
+    assert.deepEqual(Object.keys(got[0]!.headers).filter((k) => k.startsWith("ce-")), [], "structured: the attributes are in the body only");
+    assert.deepEqual(JSON.parse(got[0]!.body), event, "the event as it was published");
     const e = asEvent(got[0]!);
     assert.equal(e.id, "order-42");
     assert.equal(e.source, "https://shop.example/orders");
