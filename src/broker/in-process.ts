@@ -20,7 +20,11 @@ const DROP_LOG_MS = 5_000;
  */
 export function messageBytes(d: Delivery): number {
   let n = d.body.length + d.topic.length + d.id.length;
-  for (const k in d.headers) n += k.length + d.headers[k]!.length;
+  for (const k in d.headers) {
+    const v: unknown = d.headers[k];
+    // A NATS header repeated arrives as an array (fromNats), whatever the type says: count its values.
+    n += k.length + (typeof v === "string" ? v.length : String(v).length);
+  }
   return n;
 }
 

@@ -72,6 +72,9 @@ describe("in-process deliveries (core NATS, local broker)", () => {
     const heavy = (n: number): Delivery => ({ ...message(n), body: Buffer.from("x"), headers: { "x-sidecar-blob": header } });
     const one = messageBytes(heavy(1));
     assert.equal(one, 1 + "t".length + "m1".length + "x-sidecar-blob".length + header.length, "body, topic, id, header names and values");
+    // A header repeated on NATS arrives as a list of values: all of them count.
+    const repeated = { ...message(1), headers: { "x-sidecar-blob": ["a".repeat(100), "b".repeat(100)] as unknown as string } };
+    assert.ok(messageBytes(repeated) >= 1 + 3 + "x-sidecar-blob".length + 200);
     // Room for 4 such messages; counting bodies only, 100 of them would have fitted in 100 bytes.
     const q = new InProcessDeliveries(spec, never, log, { messages: 1_000, bytes: one * 4 });
     const taken = Array.from({ length: 100 }, (_, n) => q.push(heavy(n)));
