@@ -10,6 +10,8 @@ export interface MetricSources {
   natsConnected(): boolean | undefined;
   appHealthy(): boolean;
   callsInFlight(): number;
+  /** Published messages a subscribed service did not take (local broker); undefined: not counted by this broker. */
+  notTaken?(): number | undefined;
 }
 
 /** Call outcomes observed by the caller, ejections by the selector. */
@@ -58,6 +60,13 @@ export class Metrics implements CallObserver {
       collect() {
         const c = sources.natsConnected();
         if (c !== undefined) this.set(c ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: "sidecar_published_not_taken_total", help: "Published messages no node of a subscribed service took, once per service (local broker: lost for it)", registers,
+      collect() {
+        const n = sources.notTaken?.();
+        if (n !== undefined) this.set(n);
       },
     });
     const perSubscription = (name: string, help: string, key: string) =>

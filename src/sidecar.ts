@@ -161,6 +161,7 @@ export class Sidecar {
       natsConnected: () => (nats ? nats.status() === "connected" : undefined),
       appHealthy: () => this.#checker?.state === "passing",
       callsInFlight: (): number => caller.inFlight,
+      notTaken: () => this.#broker?.notTaken?.(),
     });
     this.#selector = new Selector(config.selector, systemClock, log.child({ component: "selector" }), (service) => metrics.ejection(service));
     const caller: Caller = new Caller(this.#view, this.#selector, this.#transports, config.service.name, metrics);

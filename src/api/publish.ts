@@ -108,7 +108,8 @@ export function publishHandler(o: PublishOptions): (req: IncomingMessage, res: S
     } catch (err) {
       throw new SidecarError("BROKER_UNAVAILABLE", `the broker did not take the message for '${topic}': ${(err as Error).message}`, { cause: err, headers: { "retry-after": "1" } });
     }
-    const text = JSON.stringify({ id: result.id, topic, stored: result.stored, ...(result.stream ? { stream: result.stream } : {}) });
+    // Still 202 (the broker has it, and other services may have taken it), but not silently lost.
+    const text = JSON.stringify({ id: result.id, topic, stored: result.stored, ...(result.stream ? { stream: result.stream } : {}), ...(result.notTakenBy ? { notTakenBy: result.notTakenBy } : {}) });
     res.writeHead(202, { "content-type": "application/json", "content-length": Buffer.byteLength(text), [H.requestId]: requestId });
     res.end(text);
   };

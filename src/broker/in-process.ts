@@ -3,13 +3,30 @@ import type { DeliverFn, Delivery, SubscriptionSpec } from "./types.js";
 
 /**
  * What a subscription holds beyond the messages in flight: nats.go's default pending limits for
- * a slow consumer (messages, and bytes of their bodies). Past either, new messages are dropped
- * (at-most-once, and logged) rather than held until the process runs out of memory while the
- * app cannot keep up.
+ * a slow consumer (messages, and bytes of the whole messages: see messageBytes). Past either, new
+ * messages are dropped (at-most-once, and logged) rather than held until the process runs out of
+ * memory while the app cannot keep up.
  */
 export const QUEUE_LIMITS = { messages: 65_536, bytes: 64 * 1024 * 1024 } as const;
 /** At most one "queue full" line per this many ms per subscription, with the count since the last. */
 const DROP_LOG_MS = 5_000;
+
+/**
+ * What a queued message costs against QUEUE_LIMITS.bytes: its body, header names and values,
+ * topic and id. Headers count because a publisher's x-sidecar-* headers travel with every
+ * message: 1-byte bodies with 12 KB of headers took a subscriber out of memory while the
+ * body-only count stayed far below the limit. String lengths, not UTF-8 bytes: what NATS and
+ * HTTP carry here is ASCII in practice, and a length costs nothing on the hot path.
+ */
+export function messageBytes(d: Delivery): number {
+  let n = d.body.length + d.topic.length + d.id.length;
+  for (const k in d.headers) {
+    const v: unknown = d.headers[k];
+    // A NATS header repeated arrives as an array (fromNats), whatever the type says: count its values.
+    n += k.length + (typeof v === "string" ? v.length : String(v).length);
+  }
+  return n;
+}
 
 /**
  * Deliveries held in this process (core NATS and the local broker: at-most-once): up to
@@ -38,7 +55,7 @@ export class InProcessDeliveries {
     private readonly limits: { messages: number; bytes: number } = QUEUE_LIMITS,
   ) {}
 
-  /** Body bytes of the queued messages (not those in flight). */
+  /** Bytes of the queued messages (messageBytes; not those in flight). */
   #queuedBytes = 0;
 
   get paused(): boolean {
@@ -56,13 +73,14 @@ export class InProcessDeliveries {
       this.#droppedTotal += 1;
       return false;
     }
+    const size = messageBytes(d);
     this.#queue.push(d);
-    this.#queuedBytes += d.body.length;
+    this.#queuedBytes += size;
     this.#pump();
     if (this.#queue.length - this.#head > this.limits.messages || this.#queuedBytes > this.limits.bytes) {
       // It has to wait (it is still the newest in the queue) and there is no room for it.
       this.#queue.pop();
-      this.#queuedBytes -= d.body.length;
+      this.#queuedBytes -= size;
       this.#drop(d);
       return false;
     }
@@ -86,7 +104,7 @@ export class InProcessDeliveries {
     while (!this.#paused && this.#inFlight < this.spec.maxInFlight && this.#head < this.#queue.length) {
       const d = this.#queue[this.#head]!;
       this.#queue[this.#head++] = undefined as unknown as Delivery;
-      this.#queuedBytes -= d.body.length;
+      this.#queuedBytes -= messageBytes(d);
       if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
         this.#queue = this.#queue.slice(this.#head);
         this.#head = 0;

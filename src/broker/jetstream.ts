@@ -5,6 +5,8 @@ import type { ActiveSubscription, DeliverFn, Delivery, SubscriptionSpec } from "
 
 const safe = (s: string) => s.replace(/\*/g, "any").replace(/>/g, "all").replace(/[^A-Za-z0-9_-]/g, "_");
 const nanos = (ms: number) => ms * 1_000_000;
+/** Stream sequences of the messages this subscription dead-lettered, remembered (the newest) in case a term is lost. */
+const DEAD_REMEMBERED = 10_000;
 
 /** The durable consumer shared by the instances of one service (the queue) for one subscription. */
 export const consumerName = (spec: SubscriptionSpec) => `${safe(spec.queue)}__${safe(spec.name)}`;
@@ -40,6 +42,10 @@ export async function ensureStream(jsm: JetStreamManager, spec: SubscriptionSpec
  * subscription, so instances share the work and a restarted sidecar resumes where it stopped.
  * Up to maxInFlight messages are unacknowledged at once (max_ack_pending). Ack on 2xx, nak with
  * the backoff delay on a retry (another instance may take it), term after dead-lettering.
+ *
+ * The term is a bare `+TERM`: nats-server before 2.10 does not parse `+TERM <reason>` and leaves
+ * the message pending, to be redelivered (and dead-lettered again) at every ack wait until
+ * max_ack_pending of them stall the consumer. The reason travels in the dead letter's headers.
  */
 export class JetStreamSubscription implements ActiveSubscription {
   #messages: ConsumerMessages | undefined;
@@ -57,6 +63,12 @@ export class JetStreamSubscription implements ActiveSubscription {
    */
   #acks: JsMsg[] = [];
   #ackTimer: NodeJS.Immediate | undefined;
+  /**
+   * Messages (stream sequence) this sidecar dead-lettered, oldest first, bounded. Should a term be
+   * lost (a connection dropped before the server had it), the redelivered message is terminated
+   * again rather than delivered or dead-lettered a second time.
+   */
+  #dead = new Set<number>();
 
   private constructor(
     readonly spec: SubscriptionSpec,
@@ -80,6 +92,10 @@ export class JetStreamSubscription implements ActiveSubscription {
         filter_subject: spec.topic,
         max_ack_pending: spec.maxInFlight,
         ack_wait: ackWait,
+        // No server-side cap: the relay dead-letters after retry.attempts. A message past a
+        // max_deliver would be left in the stream undelivered with no dead letter, only a server
+        // advisory, and deliveries that never reached the app (naks while paused, a sidecar that
+        // died mid-delivery) count towards it: a silent loss where we promise a dead letter.
         max_deliver: -1,
       });
     } catch {
@@ -159,6 +175,12 @@ export class JetStreamSubscription implements ActiveSubscription {
   }
 
   async #handle(m: JsMsg): Promise<void> {
+    if (m.info.redelivered && this.#dead.has(m.seq)) {
+      // Dead-lettered already: its term did not reach the server. End it without a second copy.
+      this.log.warn("a message already dead-lettered was redelivered (its term was lost); terminated again", { subscription: this.spec.name, seq: m.seq, attempt: m.info.deliveryCount });
+      m.term();
+      return;
+    }
     this.#inFlight += 1;
     const headers = fromNats(m.headers) as Record<string, string>;
     const d: Delivery = {
@@ -172,7 +194,7 @@ export class JetStreamSubscription implements ActiveSubscription {
       const outcome = await this.deliver(d);
       if (outcome.kind === "ack") this.#ack(m);
       else if (outcome.kind === "retry") m.nak(outcome.delay);
-      else m.term("dead-lettered by the sidecar");
+      else this.#term(m);
     } catch (err) {
       this.log.error("delivery failed unexpectedly; the message will be redelivered", { subscription: this.spec.name, id: d.id, error: (err as Error).message });
       m.nak(this.spec.retry.max);
@@ -180,6 +202,13 @@ export class JetStreamSubscription implements ActiveSubscription {
       this.#inFlight -= 1;
       if (this.#inFlight === 0) for (const w of this.#idle.splice(0)) w();
     }
+  }
+
+  #term(m: JsMsg): void {
+    // Bare: see the class comment (a reason would make nats-server 2.9 ignore it).
+    m.term();
+    this.#dead.add(m.seq);
+    if (this.#dead.size > DEAD_REMEMBERED) this.#dead.delete(this.#dead.values().next().value!);
   }
 
   #ack(m: JsMsg): void {

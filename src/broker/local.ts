@@ -27,6 +27,7 @@ export class LocalBroker implements Broker {
   readonly #service: string | undefined;
   #rotation = new Map<string, number>();
   #subs: LocalSubscription[] = [];
+  #notTaken = 0;
 
   constructor(private readonly view: RegistryView, private readonly log: Logger, peers: { meshToken?: string | undefined; tls?: MeshTls | undefined; service?: string | undefined } = {}) {
     this.#meshToken = peers.meshToken;
@@ -37,6 +38,7 @@ export class LocalBroker implements Broker {
   async publish(topic: string, body: Buffer, headers: Record<string, string>): Promise<PublishResult> {
     const id = headers["ce-id"] || randomUUID();
     const sent: Record<string, string> = { ...headers, "ce-id": id, [DELIVER_HEADER]: topic };
+    let notTakenBy: string[] | undefined;
     if (this.#meshToken) sent[H.meshToken] = this.#meshToken;
     // The publisher is this sidecar's service (dead letters included), whatever the app's headers said:
     // subscribers check it against inbound.allow, and believe it only with the mesh token or a certificate.
@@ -51,9 +53,17 @@ export class LocalBroker implements Broker {
         const node = nodes[(start + i) % nodes.length]!;
         accepted = await this.#post(node.address, body, sent).catch(() => false);
       }
-      if (!accepted) this.log.error("no node of the subscribed service took the message; it is lost (the local broker is at-most-once)", { topic, service, id });
+      if (!accepted) {
+        this.#notTaken += 1;
+        (notTakenBy ??= []).push(service);
+        this.log.error("no node of the subscribed service took the message; it is lost (the local broker is at-most-once)", { topic, service, id, nodes: nodes.length });
+      }
     }
-    return { id, stored: false };
+    return { id, stored: false, notTakenBy };
+  }
+
+  notTaken(): number {
+    return this.#notTaken;
   }
 
   #post(address: string, body: Buffer, headers: Record<string, string>): Promise<boolean> {

@@ -70,6 +70,11 @@ export interface PublishResult {
   stored: boolean;
   /** The stream that stored it. */
   stream?: string | undefined;
+  /**
+   * Local broker: subscribed services none of whose nodes took the message (a full queue, a node
+   * unreachable or shutting down). It is lost for them: the local broker keeps nothing.
+   */
+  notTakenBy?: string[] | undefined;
 }
 
 export type BrokerStatus = "connected" | "disconnected" | "closed";
@@ -81,6 +86,8 @@ export interface Broker {
   publish(topic: string, body: Buffer, headers: Record<string, string>): Promise<PublishResult>;
   subscribe(spec: SubscriptionSpec, deliver: DeliverFn): Promise<ActiveSubscription>;
   status(): BrokerStatus;
+  /** Optional (the local broker): messages a subscribed service did not take, counted once per service. */
+  notTaken?(): number;
   close(): Promise<void>;
 }
 

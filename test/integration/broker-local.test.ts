@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -70,6 +70,34 @@ describe("pub/sub on the local broker (no NATS)", () => {
     for (const n of [1, 2]) await fetch(`${pub}/publish/jobs.run`, { method: "POST", body: JSON.stringify({ n }) });
     await waitFor(() => dlq.app.callsTo("/dead").length === 1 && w.app.callsTo("/run").length === 3, "retry and dead letter");
     assert.equal(dlq.app.callsTo("/dead")[0]!.headers["x-sidecar-dead-reason"], "the app answered 400");
+  });
+
+  it("a publish no node of a subscribed service took says so (202 with notTakenBy) and is counted, rather than silently 202", async () => {
+    // A publisher whose view keeps a record for 30 s: long enough to still list a node that died without deregistering.
+    const { sidecar } = await instance("publisher2", "publisher2", [], ["registry.ttl=30s"]);
+    const base = apiUrl(sidecar);
+    const alive = await instance("alive", "alive", [{ topic: "crash.topic", path: "/events" }]);
+    const ghost = await instance("ghost", "ghost", [{ topic: "crash.topic", path: "/events" }]);
+    await waitFor(async () => (await registryNodes(base, "ghost")).length === 1 && (await registryNodes(base, "alive")).length === 1, "both subscribers in the view");
+    // The ghost's node crashes: its record outlives it (written back as it was), its listener is gone.
+    const file = readdirSync(dir).find((f) => f.startsWith("ghost.") && f.endsWith(".json"))!;
+    const record = readFileSync(path.join(dir, file));
+    await ghost.sidecar.close();
+    writeFileSync(path.join(dir, `${file}.tmp`), record);
+    renameSync(path.join(dir, `${file}.tmp`), path.join(dir, file));
+    await waitFor(async () => (await registryNodes(base, "ghost")).length === 1, "the dead node's record back in the view");
+    const res = await fetch(`${base}/publish/crash.topic`, { method: "POST", body: JSON.stringify({ n: 1 }) });
+    assert.equal(res.status, 202, "the broker took it, and another service did");
+    const body = (await res.json()) as { id: string; notTakenBy?: string[] };
+    assert.deepEqual(body.notTakenBy, ["ghost"]);
+    await waitFor(() => alive.app.callsTo("/events").length === 1, "the delivery to the service that took it");
+    const metrics = await (await fetch(`${base}/metrics`)).text();
+    assert.match(metrics, /^sidecar_published_not_taken_total 1$/m);
+    // A publish every subscribed service took carries no notTakenBy.
+    rmSync(path.join(dir, file));
+    await waitFor(async () => (await registryNodes(base, "ghost")).length === 0, "the dead node's record gone");
+    const ok = (await (await fetch(`${base}/publish/crash.topic`, { method: "POST", body: JSON.stringify({ n: 2 }) })).json()) as { notTakenBy?: string[] };
+    assert.equal(ok.notTakenBy, undefined);
   });
 
   it("a proxied request cannot forge a broker delivery", async () => {

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { PassThrough } from "node:stream";
 import { describe, it } from "node:test";
 import winston from "winston";
-import { InProcessDeliveries } from "../../src/broker/in-process.js";
+import { InProcessDeliveries, messageBytes } from "../../src/broker/in-process.js";
 import type { Delivery, Outcome, SubscriptionSpec } from "../../src/broker/types.js";
 
 const spec = { name: "burst", topic: "t", path: "/in", maxInFlight: 1, timeout: 1000, retry: { attempts: 1, initial: 10, max: 10 } } as unknown as SubscriptionSpec;
@@ -53,14 +53,37 @@ describe("in-process deliveries (core NATS, local broker)", () => {
   it("the queue is bounded in bytes too: a large message that does not fit is dropped, smaller ones still queue", async () => {
     const { log, lines } = capture();
     const never = (): Promise<Outcome> => new Promise(() => undefined);
-    const q = new InProcessDeliveries(spec, never, log, { messages: 100, bytes: 10 });
+    const q = new InProcessDeliveries(spec, never, log, { messages: 100, bytes: 16 });
     const sized = (n: number, bytes: number): Delivery => ({ ...message(n), body: Buffer.alloc(bytes) });
-    // The first goes in flight at once (not queued); then 6 + 4 bytes fill the queue.
+    // The first goes in flight at once (not queued); then (6 + 3) + (4 + 3) bytes fill the queue
+    // (each message also costs its id "mN" and topic "t").
     assert.deepEqual([sized(0, 50), sized(1, 6), sized(2, 4), sized(3, 1)].map((d) => q.push(d)), [true, true, true, false]);
     assert.equal(q.dropped, 1);
     await new Promise((r) => setImmediate(r));
-    assert.equal(lines.find((l) => String(l.message).startsWith("subscription queue full"))?.queuedBytes, 10);
+    assert.equal(lines.find((l) => String(l.message).startsWith("subscription queue full"))?.queuedBytes, 16);
     await q.stop(10);
     assert.equal(q.dropped, 3, "the two still queued at stop are lost too");
+  });
+
+  it("header bytes count against the byte limit: 1-byte bodies with large x-sidecar-* headers cannot fill memory past it", async () => {
+    const { log, lines } = capture();
+    const never = (): Promise<Outcome> => new Promise(() => undefined);
+    const header = "h".repeat(12 * 1024);
+    const heavy = (n: number): Delivery => ({ ...message(n), body: Buffer.from("x"), headers: { "x-sidecar-blob": header } });
+    const one = messageBytes(heavy(1));
+    assert.equal(one, 1 + "t".length + "m1".length + "x-sidecar-blob".length + header.length, "body, topic, id, header names and values");
+    // A header repeated on NATS arrives as a list of values: all of them count.
+    const repeated = { ...message(1), headers: { "x-sidecar-blob": ["a".repeat(100), "b".repeat(100)] as unknown as string } };
+    assert.ok(messageBytes(repeated) >= 1 + 3 + "x-sidecar-blob".length + 200);
+    // Room for 4 such messages; counting bodies only, 100 of them would have fitted in 100 bytes.
+    const q = new InProcessDeliveries(spec, never, log, { messages: 1_000, bytes: one * 4 });
+    const taken = Array.from({ length: 100 }, (_, n) => q.push(heavy(n)));
+    // One in flight, four queued, the rest dropped.
+    assert.equal(taken.filter(Boolean).length, 5);
+    assert.equal(q.dropped, 95);
+    await new Promise((r) => setImmediate(r));
+    const full = lines.find((l) => String(l.message).startsWith("subscription queue full"));
+    assert.equal(full?.queuedBytes, one * 4);
+    await q.stop(10);
   });
 });
