@@ -1,7 +1,11 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 
 /** Most label sets of sidecar_calls_total before new endpoints are folded into "other". */
-const MAX_SERIES = 2_000;
+export const MAX_SERIES = 2_000;
+/** Most distinct `service` label values per metric; past it (and for unknown services) "other". */
+export const MAX_SERVICES = 500;
+/** The `service` (and `endpoint`) label of calls to a service the registry does not know, and of overflow. */
+export const OTHER = "other";
 
 /** What the scrape reads from the running sidecar (gauges computed at scrape time, not on the hot path). */
 export interface MetricSources {
@@ -14,6 +18,7 @@ export interface MetricSources {
 
 /** Call outcomes observed by the caller, ejections by the selector. */
 export interface CallObserver {
+  /** A call to `service` (OTHER when the registry does not know it) that ended with `status`. */
   call(service: string, endpoint: string, status: number, seconds: number): void;
   retry(service: string, reason: "failover" | "opt_in"): void;
   ejection(service: string): void;
@@ -80,30 +85,63 @@ export class Metrics implements CallObserver {
   #callChildren = new Map<string, { inc(): void }>();
   #durationChildren = new Map<string, { observe(v: number): void }>();
 
+  /** Services with series of their own (at most MAX_SERVICES). */
+  #services = new Set<string>();
+
+  /** The `service` label for a service: its name while under MAX_SERVICES, else OTHER. */
+  #service(service: string): string {
+    if (service === OTHER || this.#services.has(service)) return service;
+    if (this.#services.size >= MAX_SERVICES) return OTHER;
+    this.#services.add(service);
+    return service;
+  }
+
   call(service: string, endpoint: string, status: number, seconds: number): void {
-    let key = `${service}\u0000${endpoint}\u0000${status}`;
-    let counter = this.#callChildren.get(key);
-    if (!counter) {
-      // Endpoints come from callers: past MAX_SERIES label sets, new ones are counted as "other".
-      if (this.#callChildren.size >= MAX_SERIES) {
-        endpoint = "other";
-        key = `${service}\u0000other\u0000${status}`;
-      }
-      counter = this.#callChildren.get(key) ?? this.#calls.labels(service, endpoint, String(status));
-      this.#callChildren.set(key, counter);
-    }
-    counter.inc();
+    service = this.#service(service);
+    if (service === OTHER) endpoint = OTHER;
+    this.#count(service, endpoint, status);
     let h = this.#durationChildren.get(service);
     if (!h) this.#durationChildren.set(service, (h = this.#duration.labels(service)));
     h.observe(seconds);
   }
 
+  #count(service: string, endpoint: string, status: number): void {
+    let key = `${service}\u0000${endpoint}\u0000${status}`;
+    let counter = this.#callChildren.get(key);
+    if (!counter) {
+      // Endpoints come from callers: past MAX_SERIES label sets, new ones are counted as "other".
+      if (this.#callChildren.size >= MAX_SERIES) {
+        endpoint = OTHER;
+        key = `${service}\u0000${OTHER}\u0000${status}`;
+      }
+      counter = this.#callChildren.get(key) ?? this.#calls.labels(service, endpoint, String(status));
+      this.#callChildren.set(key, counter);
+    }
+    counter.inc();
+  }
+
   retry(service: string, reason: "failover" | "opt_in"): void {
-    this.#retries.inc({ service, reason });
+    this.#retries.inc({ service: this.#service(service), reason });
   }
 
   ejection(service: string): void {
-    this.#ejections.inc({ service });
+    this.#ejections.inc({ service: this.#service(service) });
+  }
+
+  /** Drop a service's series: the registry view forgot it (gone for a while). */
+  forget(service: string): void {
+    if (!this.#services.delete(service)) return;
+    const prefix = `${service}\u0000`;
+    for (const key of [...this.#callChildren.keys()]) {
+      if (!key.startsWith(prefix)) continue;
+      const [, endpoint, status] = key.split("\u0000");
+      this.#calls.remove({ service, endpoint: endpoint!, status: status! });
+      this.#callChildren.delete(key);
+    }
+    this.#durationChildren.delete(service);
+    this.#duration.remove({ service });
+    for (const reason of ["failover", "opt_in"] as const) this.#retries.remove({ service, reason });
+    this.#ejections.remove({ service });
   }
 
   text(): Promise<string> {

@@ -53,7 +53,8 @@ describe("metrics", () => {
     const failed = sample(text, "sidecar_calls_total", { service: "svc", endpoint: "Svc.Call", status: "500" })!;
     assert.equal(ok + failed, 10);
     assert.equal(failed, 3, "three 500s, then the bad node is ejected");
-    assert.equal(sample(text, "sidecar_calls_total", { service: "nobody", endpoint: "A.b", status: "404" }), 1);
+    assert.equal(sample(text, "sidecar_calls_total", { service: "other", endpoint: "other", status: "404" }), 1, "a service the registry does not know is counted as other");
+    assert.equal(sample(text, "sidecar_calls_total", { service: "nobody" }), undefined);
     assert.equal(sample(text, "sidecar_ejections_total", { service: "svc" }), 1);
     assert.equal(sample(text, "sidecar_call_duration_seconds_count", { service: "svc" }), 10);
     assert.ok(sample(text, "sidecar_call_duration_seconds_bucket", { service: "svc", le: "0.1" })! >= 9);
