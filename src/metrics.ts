@@ -6,6 +6,8 @@ export const MAX_SERIES = 2_000;
 export const MAX_SERVICES = 500;
 /** The `service` (and `endpoint`) label of calls to a service the registry does not know, and of overflow. */
 export const OTHER = "other";
+/** The `service` and `endpoint` labels of requests refused before any service was known (bad JSON, invalid name). */
+export const REFUSED = "";
 
 /** What the scrape reads from the running sidecar (gauges computed at scrape time, not on the hot path). */
 export interface MetricSources {
@@ -20,6 +22,8 @@ export interface MetricSources {
 export interface CallObserver {
   /** A call to `service` (OTHER when the registry does not know it) that ended with `status`. */
   call(service: string, endpoint: string, status: number, seconds: number): void;
+  /** A request to /rpc or /proxy refused before it named a valid service (400 BAD_JSON, INVALID_NAME...). */
+  refused(status: number): void;
   retry(service: string, reason: "failover" | "opt_in"): void;
   ejection(service: string): void;
 }
@@ -39,6 +43,9 @@ export class Metrics implements CallObserver {
   constructor(sources: MetricSources) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: "sidecar_" });
+    // prom-client names three gauges *_total, a suffix Prometheus keeps for counters (promtool
+    // check metrics flags them); each is the sum of its per-type gauge, which stays.
+    for (const what of ["handles", "requests", "resources"]) this.registry.removeSingleMetric(`sidecar_nodejs_active_${what}_total`);
     this.#calls = new Counter({ name: "sidecar_calls_total", help: "Outbound calls (/rpc, /proxy) by service, endpoint and answered status", labelNames: ["service", "endpoint", "status"], registers });
     this.#duration = new Histogram({
       name: "sidecar_call_duration_seconds",
@@ -65,19 +72,35 @@ export class Metrics implements CallObserver {
         if (c !== undefined) this.set(c ? 1 : 0);
       },
     });
-    const perSubscription = (name: string, help: string, key: string) =>
-      new Gauge({
+    new Gauge({
+      name: "sidecar_deliveries_in_flight", help: "Deliveries to the app in flight, per subscription", labelNames: ["subscription", "topic"], registers,
+      collect() {
+        this.reset();
+        for (const s of sources.subscriptions()) this.set({ subscription: String(s.name), topic: String(s.topic) }, Number(s.inFlight ?? 0));
+      },
+    });
+    // Counted by the subscriptions themselves (running totals); a Counter cannot be set, so each
+    // scrape adds what the total grew by since the last one. A total that went down (the
+    // subscription was restarted) counts from zero again: a counter never decreases.
+    const perSubscription = (name: string, help: string, key: string) => {
+      const last = new Map<string, number>();
+      new Counter({
         name, help, labelNames: ["subscription", "topic"], registers,
         collect() {
-          this.reset();
-          for (const s of sources.subscriptions()) this.set({ subscription: String(s.name), topic: String(s.topic) }, Number(s[key] ?? 0));
+          for (const s of sources.subscriptions()) {
+            const labels = { subscription: String(s.name), topic: String(s.topic) };
+            const id = `${labels.subscription}\u0000${labels.topic}`;
+            const now = Number(s[key] ?? 0);
+            const before = last.get(id) ?? 0;
+            this.inc(labels, now >= before ? now - before : now);
+            last.set(id, now);
+          }
         },
       });
-    // Counted by the subscriptions themselves; exposed as gauges of their running totals.
+    };
     perSubscription("sidecar_deliveries_total", "Messages delivered to the app (2xx), per subscription", "delivered");
     perSubscription("sidecar_delivery_retries_total", "Deliveries retried after a 5xx, timeout or connection error", "retried");
     perSubscription("sidecar_dead_letters_total", "Messages given up (dead-lettered or logged)", "deadLettered");
-    perSubscription("sidecar_deliveries_in_flight", "Deliveries to the app in flight", "inFlight");
     perSubscription("sidecar_messages_dropped_total", "Messages lost before delivery (at-most-once subscriptions: queue full, or the sidecar stopping)", "dropped");
   }
 
@@ -103,6 +126,10 @@ export class Metrics implements CallObserver {
     let h = this.#durationChildren.get(service);
     if (!h) this.#durationChildren.set(service, (h = this.#duration.labels(service)));
     h.observe(seconds);
+  }
+
+  refused(status: number): void {
+    this.#count(REFUSED, REFUSED, status);
   }
 
   #count(service: string, endpoint: string, status: number): void {

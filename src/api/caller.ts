@@ -76,6 +76,11 @@ export class Caller {
     return this.selector.hashHeader(service);
   }
 
+  /** A request refused before it named a valid service: counted, under no service. */
+  refused(status: number): void {
+    this.observer?.refused(status);
+  }
+
   async call(call: Call, res: ServerResponse): Promise<void> {
     const deadline = new Deadline(call.timeout);
     const onClose = () => {
