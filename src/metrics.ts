@@ -22,7 +22,7 @@ export interface MetricSources {
 export interface CallObserver {
   /** A call to `service` (OTHER when the registry does not know it) that ended with `status`. */
   call(service: string, endpoint: string, status: number, seconds: number): void;
-  /** A request to /rpc or /proxy refused before it named a valid service (400 BAD_JSON, INVALID_NAME...). */
+  /** A request to /rpc or /proxy refused before it became a call (400 BAD_JSON, INVALID_NAME, INVALID_REQUEST; 405, 413). */
   refused(status: number): void;
   retry(service: string, reason: "failover" | "opt_in"): void;
   ejection(service: string): void;

@@ -76,7 +76,7 @@ export class Caller {
     return this.selector.hashHeader(service);
   }
 
-  /** A request refused before it named a valid service: counted, under no service. */
+  /** A request refused before it became a call (bad JSON, an invalid name or field): counted, under no service. */
   refused(status: number): void {
     this.observer?.refused(status);
   }

@@ -75,7 +75,7 @@ export function proxyHandler(o: ProxyOptions): (req: IncomingMessage, res: Serve
     const at = { caller: false };
     handle(req, res, requestId, at).catch((err: unknown) => {
       req.resume();
-      // Refused before a valid service was named (the caller counts every call it sees).
+      // Refused before it became a call (the caller counts every call it sees).
       if (!at.caller) o.caller.refused(toSidecarError(err).status);
       sendError(res, err, requestId, o.log);
     });

@@ -148,7 +148,7 @@ export function rpcHandler(o: RpcOptions): (req: IncomingMessage, res: ServerRes
     const requestId = requestIdOf(req);
     const at = { caller: false };
     handle(req, res, requestId, at).catch((err: unknown) => {
-      // Refused before a valid service was named (the caller counts every call it sees).
+      // Refused before it became a call (the caller counts every call it sees).
       if (!at.caller) o.caller.refused(toSidecarError(err).status);
       sendError(res, err, requestId, o.log);
     });

@@ -51,7 +51,7 @@ describe("metrics", () => {
     assert.match(text, /service="stays"/);
   });
 
-  it("requests refused before a service was named count under service=\"\", without latency", async () => {
+  it("requests refused before they became calls count under service=\"\", without latency", async () => {
     const m = metricsWith();
     m.refused(400);
     m.refused(400);
