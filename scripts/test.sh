@@ -6,18 +6,23 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests run for real: nats-server, openssl (test certificates), chromium
-# (the status page, driven by playwright-core, which downloads no browser itself).
+# (the status page, driven by playwright-core, which downloads no browser itself), and promtool
+# (prometheus: `promtool check metrics` on a scrape) installed without its recommends.
 missing=()
+lean=()
+command -v promtool >/dev/null 2>&1 || lean+=(prometheus)
 if ! command -v nats-server >/dev/null 2>&1 && [ -z "${NATS_SERVER_BIN:-}" ]; then missing+=(nats-server); fi
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 [ -x "${CHROMIUM_BIN:-/usr/bin/chromium}" ] || missing+=(chromium)
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "installing Debian packages the tests need: ${missing[*]}" >&2
+if [ $((${#missing[@]} + ${#lean[@]})) -gt 0 ]; then
+  echo "installing Debian packages the tests need: ${missing[*]} ${lean[*]}" >&2
   SUDO=""
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  [ ${#missing[@]} -eq 0 ] || $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  # prometheus recommends a web console and exporters the tests do not need.
+  [ ${#lean[@]} -eq 0 ] || $SUDO apt-get install -y -qq --no-install-recommends "${lean[@]}" >/dev/null
 fi
 
 npm run --silent build

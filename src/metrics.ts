@@ -1,7 +1,13 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 
 /** Most label sets of sidecar_calls_total before new endpoints are folded into "other". */
-const MAX_SERIES = 2_000;
+export const MAX_SERIES = 2_000;
+/** Most distinct `service` label values per metric; past it (and for unknown services) "other". */
+export const MAX_SERVICES = 500;
+/** The `service` (and `endpoint`) label of calls to a service the registry does not know, and of overflow. */
+export const OTHER = "other";
+/** The `service` and `endpoint` labels of requests refused before any service was known (bad JSON, invalid name). */
+export const REFUSED = "";
 
 /** What the scrape reads from the running sidecar (gauges computed at scrape time, not on the hot path). */
 export interface MetricSources {
@@ -16,7 +22,10 @@ export interface MetricSources {
 
 /** Call outcomes observed by the caller, ejections by the selector. */
 export interface CallObserver {
+  /** A call to `service` (OTHER when the registry does not know it) that ended with `status`. */
   call(service: string, endpoint: string, status: number, seconds: number): void;
+  /** A request to /rpc or /proxy refused before it became a call (400 BAD_JSON, INVALID_NAME, INVALID_REQUEST; 405, 413). */
+  refused(status: number): void;
   retry(service: string, reason: "failover" | "opt_in"): void;
   ejection(service: string): void;
 }
@@ -36,6 +45,9 @@ export class Metrics implements CallObserver {
   constructor(sources: MetricSources) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: "sidecar_" });
+    // prom-client names three gauges *_total, a suffix Prometheus keeps for counters (promtool
+    // check metrics flags them); each is the sum of its per-type gauge, which stays.
+    for (const what of ["handles", "requests", "resources"]) this.registry.removeSingleMetric(`sidecar_nodejs_active_${what}_total`);
     this.#calls = new Counter({ name: "sidecar_calls_total", help: "Outbound calls (/rpc, /proxy) by service, endpoint and answered status", labelNames: ["service", "endpoint", "status"], registers });
     this.#duration = new Histogram({
       name: "sidecar_call_duration_seconds",
@@ -63,25 +75,45 @@ export class Metrics implements CallObserver {
       },
     });
     new Gauge({
+      name: "sidecar_deliveries_in_flight", help: "Deliveries to the app in flight, per subscription", labelNames: ["subscription", "topic"], registers,
+      collect() {
+        this.reset();
+        for (const s of sources.subscriptions()) this.set({ subscription: String(s.name), topic: String(s.topic) }, Number(s.inFlight ?? 0));
+      },
+    });
+    // The local broker's running total, as a counter: each scrape adds what it grew by.
+    let notTakenSeen = 0;
+    new Counter({
       name: "sidecar_published_not_taken_total", help: "Published messages no node of a subscribed service took, once per service (local broker: lost for it)", registers,
       collect() {
         const n = sources.notTaken?.();
-        if (n !== undefined) this.set(n);
+        if (n === undefined) return;
+        this.inc(n >= notTakenSeen ? n - notTakenSeen : n);
+        notTakenSeen = n;
       },
     });
-    const perSubscription = (name: string, help: string, key: string) =>
-      new Gauge({
+    // Counted by the subscriptions themselves (running totals); a Counter cannot be set, so each
+    // scrape adds what the total grew by since the last one. A total that went down (the
+    // subscription was restarted) counts from zero again: a counter never decreases.
+    const perSubscription = (name: string, help: string, key: string) => {
+      const last = new Map<string, number>();
+      new Counter({
         name, help, labelNames: ["subscription", "topic"], registers,
         collect() {
-          this.reset();
-          for (const s of sources.subscriptions()) this.set({ subscription: String(s.name), topic: String(s.topic) }, Number(s[key] ?? 0));
+          for (const s of sources.subscriptions()) {
+            const labels = { subscription: String(s.name), topic: String(s.topic) };
+            const id = `${labels.subscription}\u0000${labels.topic}`;
+            const now = Number(s[key] ?? 0);
+            const before = last.get(id) ?? 0;
+            this.inc(labels, now >= before ? now - before : now);
+            last.set(id, now);
+          }
         },
       });
-    // Counted by the subscriptions themselves; exposed as gauges of their running totals.
+    };
     perSubscription("sidecar_deliveries_total", "Messages delivered to the app (2xx), per subscription", "delivered");
     perSubscription("sidecar_delivery_retries_total", "Deliveries retried after a 5xx, timeout or connection error", "retried");
     perSubscription("sidecar_dead_letters_total", "Messages given up (dead-lettered or logged)", "deadLettered");
-    perSubscription("sidecar_deliveries_in_flight", "Deliveries to the app in flight", "inFlight");
     perSubscription("sidecar_messages_dropped_total", "Messages lost before delivery (at-most-once subscriptions: queue full, or the sidecar stopping)", "dropped");
   }
 
@@ -89,30 +121,67 @@ export class Metrics implements CallObserver {
   #callChildren = new Map<string, { inc(): void }>();
   #durationChildren = new Map<string, { observe(v: number): void }>();
 
+  /** Services with series of their own (at most MAX_SERVICES). */
+  #services = new Set<string>();
+
+  /** The `service` label for a service: its name while under MAX_SERVICES, else OTHER. */
+  #service(service: string): string {
+    if (service === OTHER || this.#services.has(service)) return service;
+    if (this.#services.size >= MAX_SERVICES) return OTHER;
+    this.#services.add(service);
+    return service;
+  }
+
   call(service: string, endpoint: string, status: number, seconds: number): void {
-    let key = `${service}\u0000${endpoint}\u0000${status}`;
-    let counter = this.#callChildren.get(key);
-    if (!counter) {
-      // Endpoints come from callers: past MAX_SERIES label sets, new ones are counted as "other".
-      if (this.#callChildren.size >= MAX_SERIES) {
-        endpoint = "other";
-        key = `${service}\u0000other\u0000${status}`;
-      }
-      counter = this.#callChildren.get(key) ?? this.#calls.labels(service, endpoint, String(status));
-      this.#callChildren.set(key, counter);
-    }
-    counter.inc();
+    service = this.#service(service);
+    if (service === OTHER) endpoint = OTHER;
+    this.#count(service, endpoint, status);
     let h = this.#durationChildren.get(service);
     if (!h) this.#durationChildren.set(service, (h = this.#duration.labels(service)));
     h.observe(seconds);
   }
 
+  refused(status: number): void {
+    this.#count(REFUSED, REFUSED, status);
+  }
+
+  #count(service: string, endpoint: string, status: number): void {
+    let key = `${service}\u0000${endpoint}\u0000${status}`;
+    let counter = this.#callChildren.get(key);
+    if (!counter) {
+      // Endpoints come from callers: past MAX_SERIES label sets, new ones are counted as "other".
+      if (this.#callChildren.size >= MAX_SERIES) {
+        endpoint = OTHER;
+        key = `${service}\u0000${OTHER}\u0000${status}`;
+      }
+      counter = this.#callChildren.get(key) ?? this.#calls.labels(service, endpoint, String(status));
+      this.#callChildren.set(key, counter);
+    }
+    counter.inc();
+  }
+
   retry(service: string, reason: "failover" | "opt_in"): void {
-    this.#retries.inc({ service, reason });
+    this.#retries.inc({ service: this.#service(service), reason });
   }
 
   ejection(service: string): void {
-    this.#ejections.inc({ service });
+    this.#ejections.inc({ service: this.#service(service) });
+  }
+
+  /** Drop a service's series: the registry view forgot it (gone for a while). */
+  forget(service: string): void {
+    if (!this.#services.delete(service)) return;
+    const prefix = `${service}\u0000`;
+    for (const key of [...this.#callChildren.keys()]) {
+      if (!key.startsWith(prefix)) continue;
+      const [, endpoint, status] = key.split("\u0000");
+      this.#calls.remove({ service, endpoint: endpoint!, status: status! });
+      this.#callChildren.delete(key);
+    }
+    this.#durationChildren.delete(service);
+    this.#duration.remove({ service });
+    for (const reason of ["failover", "opt_in"] as const) this.#retries.remove({ service, reason });
+    this.#ejections.remove({ service });
   }
 
   text(): Promise<string> {

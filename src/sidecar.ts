@@ -121,6 +121,11 @@ export class Sidecar {
     return `${a.address}:${a.port}`;
   }
 
+  /** Services this sidecar holds balancing state for: only those the registry knows (tests check the bound). */
+  get balancedServices(): number {
+    return this.#selector?.size ?? 0;
+  }
+
   get registered(): boolean {
     return this.#registrar?.registered ?? false;
   }
@@ -168,6 +173,10 @@ export class Sidecar {
     const view = this.#view;
     const selector = this.#selector;
     view.onChange((service) => selector.prune(service, view.nodes(service)));
+    view.onForget((service) => {
+      selector.forget(service);
+      metrics.forget(service);
+    });
 
     const broker = (this.#broker = await createBroker({ config, log: log.child({ component: "broker" }), view, nats: () => this.#natsClient(), meshTls }));
     this.#relay = new Relay({ app: config.app, service: config.service.name, appToken: config.app.token, log: log.child({ component: "relay" }), broker: () => broker });

@@ -8,7 +8,7 @@ import type { NodeRecord } from "../registry/types.js";
 import type { RegistryView } from "../registry/view.js";
 import type { Outcome, Selector, ServiceBalancer } from "../selector/index.js";
 import { replayable, TransportError, type StreamBody, type Transport, type UpstreamResponse } from "../transport/types.js";
-import type { CallObserver } from "../metrics.js";
+import { OTHER, type CallObserver } from "../metrics.js";
 import { backoffDelay } from "./backoff.js";
 
 export interface Call {
@@ -72,7 +72,12 @@ export class Caller {
 
   /** The header whose value keys the `hash` strategy for this service. */
   keyHeader(service: string): string {
-    return this.selector.service(service).hashHeader;
+    return this.selector.hashHeader(service);
+  }
+
+  /** A request refused before it became a call (bad JSON, an invalid name or field): counted, under no service. */
+  refused(status: number): void {
+    this.observer?.refused(status);
   }
 
   async call(call: Call, res: ServerResponse): Promise<void> {
@@ -81,13 +86,17 @@ export class Caller {
       if (!res.writableFinished) deadline.cancel();
     };
     res.once("close", onClose);
-    const balancer = this.selector.service(call.service);
+    // A name the registry does not know gets no state here (balancer, metric series): callers
+    // can send any name, and each would stay for good (issue 12, item 6).
+    const known = this.view.known(call.service);
+    const balancer = known ? this.selector.service(call.service) : undefined;
     let sent: Sent | undefined;
     let outcome: Outcome = "neutral";
     let answered = 0;
     const t0 = performance.now();
     this.#inFlight += 1;
     try {
+      if (!balancer) throw new SidecarError("SERVICE_NOT_FOUND", `no service named '${call.service}' in the registry`);
       sent = await this.#send(call, balancer, deadline);
       const { upstream } = sent;
       const status = upstream.statusCode ?? 502;
@@ -109,8 +118,8 @@ export class Caller {
       throw e;
     } finally {
       this.#inFlight -= 1;
-      this.observer?.call(call.service, call.label, answered, (performance.now() - t0) / 1000);
-      if (sent) balancer.end(sent.node.id, outcome, sent.nodes);
+      this.observer?.call(known ? call.service : OTHER, call.label, answered, (performance.now() - t0) / 1000);
+      if (sent) balancer!.end(sent.node.id, outcome, sent.nodes);
       deadline.done();
       res.off("close", onClose);
     }

@@ -1,11 +1,11 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
-import { SidecarError } from "../errors.js";
+import { SidecarError, toSidecarError } from "../errors.js";
 import { endToEnd, INTERNAL, requestIdOf } from "../http/headers.js";
 import { sendError } from "../http/reply.js";
 import type { Logger } from "../log.js";
 import { isValidName, show } from "../names.js";
 import { StreamBody } from "../transport/types.js";
-import type { Caller } from "./caller.js";
+import type { Call, Caller } from "./caller.js";
 import { checkTimeoutHeader, keyOf } from "./rpc.js";
 
 export interface ProxyOptions {
@@ -36,7 +36,7 @@ function forwarded(req: IncomingMessage, headers: OutgoingHttpHeaders): void {
  * of its own. Only failures before the first byte was sent are retried: a stream cannot be replayed.
  */
 export function proxyHandler(o: ProxyOptions): (req: IncomingMessage, res: ServerResponse) => void {
-  const handle = async (req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> => {
+  const handle = async (req: IncomingMessage, res: ServerResponse, requestId: string, at: { caller: boolean }): Promise<void> => {
     const url = req.url ?? "/proxy";
     const rest = url.slice("/proxy/".length);
     const q = rest.indexOf("?");
@@ -52,28 +52,30 @@ export function proxyHandler(o: ProxyOptions): (req: IncomingMessage, res: Serve
     }
     const headers = endToEnd(req.headers, o.dropAuthorization ? DROP_WITH_AUTH : DROP);
     forwarded(req, headers);
-    await o.caller.call(
-      {
-        service,
-        method: req.method ?? "GET",
-        path,
-        headers,
-        body: new StreamBody(req),
-        timeout: checkTimeoutHeader(req) ?? o.defaultTimeout,
-        retries: 0,
-        key: keyOf(req, o.caller, service),
-        label: "*",
-        requestId,
-      },
-      res,
-    );
+    const call: Call = {
+      service,
+      method: req.method ?? "GET",
+      path,
+      headers,
+      body: new StreamBody(req),
+      timeout: checkTimeoutHeader(req) ?? o.defaultTimeout,
+      retries: 0,
+      key: keyOf(req, o.caller, service),
+      label: "*",
+      requestId,
+    };
+    at.caller = true;
+    await o.caller.call(call, res);
   };
 
   return (req, res) => {
     const requestId = requestIdOf(req);
     req.on("error", () => undefined);
-    handle(req, res, requestId).catch((err: unknown) => {
+    const at = { caller: false };
+    handle(req, res, requestId, at).catch((err: unknown) => {
       req.resume();
+      // Refused before it became a call (the caller counts every call it sees).
+      if (!at.caller) o.caller.refused(toSidecarError(err).status);
       sendError(res, err, requestId, o.log);
     });
   };

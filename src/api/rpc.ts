@@ -1,12 +1,12 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
-import { SidecarError } from "../errors.js";
+import { SidecarError, toSidecarError } from "../errors.js";
 import { readBody } from "../http/body.js";
 import { H, requestIdOf } from "../http/headers.js";
 import { requestSpan } from "./envelope.js";
 import { sendError } from "../http/reply.js";
 import type { Logger } from "../log.js";
 import { isValidName, show } from "../names.js";
-import type { Caller } from "./caller.js";
+import type { Call, Caller } from "./caller.js";
 
 /** Longest per-call timeout accepted: a call is not a job queue. */
 const MAX_TIMEOUT_MS = 10 * 60_000;
@@ -114,7 +114,7 @@ function passHeaders(req: IncomingMessage, contentType: string | undefined): Out
  * and `POST /rpc/{service}/{endpoint...}` (raw body). Served by plain node:http: this is the hot path.
  */
 export function rpcHandler(o: RpcOptions): (req: IncomingMessage, res: ServerResponse) => void {
-  const handle = async (req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> => {
+  const handle = async (req: IncomingMessage, res: ServerResponse, requestId: string, at: { caller: boolean }): Promise<void> => {
     if (req.method !== "POST") {
       throw new SidecarError("METHOD_NOT_ALLOWED", `${req.method} is not allowed on /rpc; use POST`, { headers: { allow: "POST" } });
     }
@@ -144,10 +144,9 @@ export function rpcHandler(o: RpcOptions): (req: IncomingMessage, res: ServerRes
       // The request's own bytes, as the app wrote them (the envelope already parsed as JSON).
       const span = e.request === undefined ? undefined : requestSpan(body);
       const payload = span ? body.subarray(span.start, span.end) : e.request === undefined ? EMPTY_OBJECT : reencode(e.request);
-      await o.caller.call(
-        { service, method: "POST", path: endpointToPath(endpoint), headers: passHeaders(req, "application/json"), body: payload, timeout: timeout ?? o.defaultTimeout, retries, key: keyOf(req, o.caller, service), label: endpoint, requestId },
-        res,
-      );
+      const call: Call = { service, method: "POST", path: endpointToPath(endpoint), headers: passHeaders(req, "application/json"), body: payload, timeout: timeout ?? o.defaultTimeout, retries, key: keyOf(req, o.caller, service), label: endpoint, requestId };
+      at.caller = true;
+      await o.caller.call(call, res);
       return;
     }
 
@@ -159,14 +158,18 @@ export function rpcHandler(o: RpcOptions): (req: IncomingMessage, res: ServerRes
     if (endpoint === "") throw new SidecarError("INVALID_REQUEST", `no endpoint in ${show(pathname)}: expected /rpc/{service}/{endpoint}`);
     const path = (endpoint.includes("/") ? endpointToPath("/" + endpoint) : endpointToPath(endpoint)) + (q === -1 ? "" : url.slice(q));
     const contentType = req.headers["content-type"];
-    await o.caller.call(
-      { service, method: "POST", path, headers: passHeaders(req, contentType), body, timeout: checkTimeoutHeader(req) ?? o.defaultTimeout, retries: headerRetries(req), key: keyOf(req, o.caller, service), label: endpoint.includes("/") ? "/" + endpoint.split("/")[0] : endpoint, requestId },
-      res,
-    );
+    const call: Call = { service, method: "POST", path, headers: passHeaders(req, contentType), body, timeout: checkTimeoutHeader(req) ?? o.defaultTimeout, retries: headerRetries(req), key: keyOf(req, o.caller, service), label: endpoint.includes("/") ? "/" + endpoint.split("/")[0] : endpoint, requestId };
+    at.caller = true;
+    await o.caller.call(call, res);
   };
 
   return (req, res) => {
     const requestId = requestIdOf(req);
-    handle(req, res, requestId).catch((err: unknown) => sendError(res, err, requestId, o.log));
+    const at = { caller: false };
+    handle(req, res, requestId, at).catch((err: unknown) => {
+      // Refused before it became a call (the caller counts every call it sees).
+      if (!at.caller) o.caller.refused(toSidecarError(err).status);
+      sendError(res, err, requestId, o.log);
+    });
   };
 }

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from "node:http";
-import { nextTraceparent } from "./trace.js";
+import { nextTraceContext } from "./trace.js";
 
 /** Headers between sidecars, and from a sidecar to its app (never forwarded to or from apps as-is: see INTERNAL). */
 export const H = {
@@ -94,12 +94,16 @@ export function requestIdOf(req: IncomingMessage): string {
 /**
  * Give an incoming request its identity for this hop, in its own headers, so that everything
  * downstream (forwarding, error bodies, log lines) reads the same values: `x-request-id` (the
- * caller's when sane, else new) and `traceparent` (the caller's trace, with this hop as the parent
- * span; a new trace when absent or malformed).
+ * caller's when sane, else new), `traceparent` (the caller's trace, with this hop as the parent
+ * span; a new trace when absent or invalid) and `tracestate` (validated and within its limits;
+ * removed when invalid, or when the traceparent was: W3C Trace Context §4).
  */
 export function tagRequest(req: IncomingMessage): void {
   req.headers[H.requestId] = requestIdOf(req);
-  req.headers.traceparent = nextTraceparent(req.headers.traceparent);
+  const trace = nextTraceContext(req.headers.traceparent, req.headers.tracestate);
+  req.headers.traceparent = trace.traceparent;
+  if (trace.tracestate === undefined) delete req.headers.tracestate;
+  else req.headers.tracestate = trace.tracestate;
 }
 
 /** The fields every log line about a request carries. */

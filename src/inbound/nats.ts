@@ -1,7 +1,7 @@
 import type { OutgoingHttpHeaders } from "node:http";
 import type { Msg, Subscription } from "@nats-io/transport-node";
 import { errorBody, SidecarError, toSidecarError } from "../errors.js";
-import { nextTraceparent } from "../http/trace.js";
+import { nextTraceContext } from "../http/trace.js";
 import { Deadline } from "../http/deadline.js";
 import { publicHeaders, H, toApp } from "../http/headers.js";
 import type { Logger } from "../log.js";
@@ -83,11 +83,13 @@ export class NatsInbound {
       return this.#fail(msg, err, true, requestId);
     }
     const deadline = new Deadline(inboundTimeout(h?.get(H.timeout), this.o.defaultTimeout));
-    const traceparent = nextTraceparent(h?.get("traceparent") || undefined);
+    const headers = toApp(fromNats(h), caller, TO_APP_DROP);
+    const { traceparent, tracestate } = nextTraceContext(headers.traceparent, headers.tracestate);
     try {
-      const headers = toApp(fromNats(h), caller, TO_APP_DROP);
       headers[H.timeout] = String(deadline.ms);
       headers.traceparent = traceparent;
+      if (tracestate === undefined) delete headers.tracestate;
+      else headers.tracestate = tracestate;
       const upstream = await this.o.app.send({ method: h?.get(NH.method) || "POST", path: h?.get(NH.path) || "/", headers, body: Buffer.from(msg.data), deadline });
       const limit = maxBody(this.client);
       const chunks: Buffer[] = [];

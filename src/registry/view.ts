@@ -9,6 +9,13 @@ interface Entry {
 const EMPTY: readonly NodeRecord[] = Object.freeze([]);
 
 /**
+ * A service with no live node for this many TTLs is forgotten (its balancer and metric series
+ * dropped; calls to it answer SERVICE_NOT_FOUND again): names that come and go must not grow
+ * the sidecar without bound. 10 × the 15 s default TTL: 2.5 minutes.
+ */
+export const FORGET_AFTER_TTLS = 10;
+
+/**
  * The caller side's cached view of the registry, fed by one watch: calls resolve nodes here,
  * never with a registry round trip. A record not refreshed within the TTL is dropped (a sidecar
  * killed with -9 leaves within TTL + one sweep), whether or not the backend sent an event.
@@ -18,7 +25,10 @@ export class RegistryView {
   /** Immutable per-service snapshots, sorted by id, rebuilt only on change: the hot path reads these. */
   #snapshots = new Map<string, readonly NodeRecord[]>();
   #everSeen = new Set<string>();
+  /** Since when each known service has had no live node; forgotten FORGET_AFTER_TTLS TTLs later. */
+  #emptySince = new Map<string, number>();
   #listeners = new Set<(service: string) => void>();
+  #forgetListeners = new Set<(service: string) => void>();
   #watch: RegistryWatch | undefined;
   #timer: NodeJS.Timeout | undefined;
   #registryDown = false;
@@ -77,6 +87,7 @@ export class RegistryView {
       this.#registryDown = false;
       this.log.info("registry reachable again: nodes that do not heartbeat within the TTL will be dropped", { ttlMs: this.ttl });
       for (const nodes of this.#services.values()) for (const e of nodes.values()) e.seenAt = Math.max(e.seenAt, now);
+      for (const service of this.#emptySince.keys()) this.#emptySince.set(service, now);
       return;
     }
     for (const [service, nodes] of this.#services) {
@@ -90,12 +101,23 @@ export class RegistryView {
       }
       if (changed) this.#changed(service);
     }
+    for (const [service, since] of this.#emptySince) {
+      if (now - since <= this.ttl * FORGET_AFTER_TTLS) continue;
+      this.#emptySince.delete(service);
+      this.#services.delete(service);
+      this.#snapshots.delete(service);
+      this.#everSeen.delete(service);
+      this.log.info("service forgotten: no node for a while", { service, goneMs: now - since });
+      for (const l of this.#forgetListeners) l(service);
+    }
   }
 
   #changed(service: string): void {
     const nodes = this.#services.get(service);
     const list = nodes ? [...nodes.values()].map((e) => e.node).sort((a, b) => (a.id < b.id ? -1 : 1)) : [];
     this.#snapshots.set(service, Object.freeze(list));
+    if (list.length > 0) this.#emptySince.delete(service);
+    else if (!this.#emptySince.has(service)) this.#emptySince.set(service, Date.now());
     for (const l of this.#listeners) l(service);
   }
 
@@ -104,7 +126,7 @@ export class RegistryView {
     return this.#snapshots.get(service) ?? EMPTY;
   }
 
-  /** True when the service has had a node at some point since this view started. */
+  /** True when the service has had a node since this view started, and has not been forgotten since. */
   known(service: string): boolean {
     return this.#everSeen.has(service);
   }
@@ -118,6 +140,12 @@ export class RegistryView {
   onChange(listener: (service: string) => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
+  }
+
+  /** Called with the service name when a service gone for FORGET_AFTER_TTLS TTLs is forgotten. */
+  onForget(listener: (service: string) => void): () => void {
+    this.#forgetListeners.add(listener);
+    return () => this.#forgetListeners.delete(listener);
   }
 
   close(): void {

@@ -102,7 +102,11 @@ export class ServiceBalancer {
   }
 }
 
-/** One ServiceBalancer per service, created on first use. */
+/**
+ * One ServiceBalancer per service, created on the first call to a service the registry knows
+ * (the caller checks), and forgotten when the registry view forgets the service: a name no
+ * registry has seen never gets state here.
+ */
 export class Selector {
   #services = new Map<string, ServiceBalancer>();
 
@@ -116,6 +120,21 @@ export class Selector {
       const name = o.strategy;
       if (name !== undefined && !STRATEGIES[name]) throw new Error(`unknown selector strategy '${name}' for ${service} (known: ${Object.keys(STRATEGIES).join(", ")})`);
     }
+  }
+
+  /** The header keying the `hash` strategy for a service, without creating its balancer. */
+  hashHeader(service: string): string {
+    return this.#services.get(service)?.hashHeader ?? (this.options.services[service]?.hashHeader ?? this.options.hashHeader).toLowerCase();
+  }
+
+  /** Balancers held (one per service called and not forgotten). */
+  get size(): number {
+    return this.#services.size;
+  }
+
+  /** Drop a service's balancer: it has been gone from the registry a while. */
+  forget(service: string): void {
+    this.#services.delete(service);
   }
 
   service(name: string): ServiceBalancer {

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { after, before, describe, it } from "node:test";
 import type { Sidecar } from "../../src/sidecar.js";
 import { TestApp } from "../support/app.js";
@@ -53,7 +54,8 @@ describe("metrics", () => {
     const failed = sample(text, "sidecar_calls_total", { service: "svc", endpoint: "Svc.Call", status: "500" })!;
     assert.equal(ok + failed, 10);
     assert.equal(failed, 3, "three 500s, then the bad node is ejected");
-    assert.equal(sample(text, "sidecar_calls_total", { service: "nobody", endpoint: "A.b", status: "404" }), 1);
+    assert.equal(sample(text, "sidecar_calls_total", { service: "other", endpoint: "other", status: "404" }), 1, "a service the registry does not know is counted as other");
+    assert.equal(sample(text, "sidecar_calls_total", { service: "nobody" }), undefined);
     assert.equal(sample(text, "sidecar_ejections_total", { service: "svc" }), 1);
     assert.equal(sample(text, "sidecar_call_duration_seconds_count", { service: "svc" }), 10);
     assert.ok(sample(text, "sidecar_call_duration_seconds_bucket", { service: "svc", le: "0.1" })! >= 9);
@@ -71,5 +73,34 @@ describe("metrics", () => {
     assert.equal(sample(text, "sidecar_deliveries_total", { subscription: "m.events", topic: "m.events" }), 3);
     assert.equal(sample(text, "sidecar_dead_letters_total", { subscription: "m.events" }), 0);
     assert.equal(sample(text, "sidecar_messages_dropped_total", { subscription: "m.events" }), 0);
+  });
+
+  it("requests refused before any service is known are counted under service=\"\"", async () => {
+    const bad = await fetch(`${base}/rpc`, { method: "POST", headers: { "content-type": "application/json" }, body: "{not json" });
+    assert.equal(bad.status, 400);
+    assert.equal((await rpc(base, { service: "not a name!", endpoint: "A.b" })).status, 400);
+    assert.equal((await fetch(`${base}/proxy/-bad/x`)).status, 400);
+    const text = await (await fetch(`${base}/metrics`)).text();
+    assert.equal(sample(text, "sidecar_calls_total", { service: "", endpoint: "", status: "400" }), 3);
+    assert.equal(sample(text, "sidecar_call_duration_seconds_count", { service: "" }), undefined, "no latency for requests that never became calls");
+  });
+
+  it("promtool check metrics is clean: cumulative counts are counters, in-flight counts gauges", async () => {
+    await rpc(base, { service: "svc", endpoint: "Svc.Call" });
+    await fetch(`${base}/rpc`, { method: "POST", body: "{not json" });
+    for (const s of [base, apiUrl(sidecars[3]!)]) {
+      const text = await (await fetch(`${s}/metrics`)).text();
+      const check = spawnSync("promtool", ["check", "metrics"], { input: text, encoding: "utf8" });
+      assert.equal(check.error, undefined, "promtool (Debian package prometheus) must be installed");
+      assert.equal(check.status, 0, `${check.stdout}${check.stderr}`);
+      assert.equal(check.stdout + check.stderr, "", "no lint findings");
+    }
+    const text = await (await fetch(`${apiUrl(sidecars[3]!)}/metrics`)).text();
+    const type = (name: string) => new RegExp(`^# TYPE ${name} (\\w+)$`, "m").exec(text)?.[1];
+    for (const name of ["sidecar_deliveries_total", "sidecar_delivery_retries_total", "sidecar_dead_letters_total", "sidecar_messages_dropped_total", "sidecar_calls_total", "sidecar_retries_total", "sidecar_ejections_total"]) {
+      assert.equal(type(name), "counter", name);
+    }
+    for (const name of ["sidecar_deliveries_in_flight", "sidecar_calls_in_flight", "sidecar_registry_nodes", "sidecar_app_healthy"]) assert.equal(type(name), "gauge", name);
+    assert.equal(type("sidecar_call_duration_seconds"), "histogram");
   });
 });

@@ -50,6 +50,16 @@ describe("NATS transport", () => {
     assert.equal(seen.headers["content-type"], "application/json");
   });
 
+  it("W3C trace context over NATS: the trace id kept with the callee sidecar's own span, tracestate carried", async () => {
+    const given = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    const r = await rpc(base, { service: "natsy", endpoint: "Greeter.Hello" }, { headers: { traceparent: given, tracestate: "rojo=1, congo=2", "x-request-id": "nats-trace" } });
+    assert.equal(r.status, 200);
+    const seen = [...n1.calls, ...n2.calls].find((c) => c.headers["x-request-id"] === "nats-trace")!;
+    assert.equal(String(seen.headers.traceparent).split("-")[1], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert.notEqual(String(seen.headers.traceparent).split("-")[2], "00f067aa0ba902b7");
+    assert.equal(seen.headers.tracestate, "rojo=1,congo=2");
+  });
+
   it("carries status, headers and body both ways, and the proxy route too", async () => {
     const r = await rpc(base, { service: "natsy", endpoint: "/status/418" });
     assert.equal(r.status, 418);
