@@ -5,6 +5,7 @@
  * DEMO_ROUNDS=N stops by itself after the caller's N rounds.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
@@ -89,13 +90,15 @@ async function main(): Promise<void> {
     const sidecarShow = (line: string) => /registered|subscribed|embedded mode|ERROR|error/i.test(line);
     const sidecarArgs = (file: string, extra: string[]) => ["dist/cli.js", "start", "--config", file, ...[...backbone, "inbound.host=127.0.0.1", "inbound.port=0", "log.format=pretty", ...extra].flatMap((s) => ["--set", s])];
 
+    // One mesh token for both sidecars, as in docker-compose.yml: it vouches for x-sidecar-caller.
+    const mesh = { SIDECAR_MESH_TOKEN: process.env.SIDECAR_MESH_TOKEN ?? randomBytes(18).toString("base64url") };
     const greeterPort = await freePort();
     await start("greeter", "python3", ["examples/python-greeter/greeter.py"], { env: { APP_PORT: String(greeterPort) }, ready: /listening/ });
-    await start("greeter-sidecar", "node", sidecarArgs("examples/python-greeter/sidecar.yaml", [`app.port=${greeterPort}`, "api.port=0"]), { ready: /registered/, show: sidecarShow });
+    await start("greeter-sidecar", "node", sidecarArgs("examples/python-greeter/sidecar.yaml", [`app.port=${greeterPort}`, "api.port=0"]), { env: mesh, ready: /registered/, show: sidecarShow });
 
     const callerPort = await freePort();
     const callerApi = await freePort();
-    await start("caller-sidecar", "node", sidecarArgs("examples/java-caller/sidecar.yaml", [`app.port=${callerPort}`, `api.port=${callerApi}`]), { ready: /listening/, show: sidecarShow });
+    await start("caller-sidecar", "node", sidecarArgs("examples/java-caller/sidecar.yaml", [`app.port=${callerPort}`, `api.port=${callerApi}`]), { env: mesh, ready: /listening/, show: sidecarShow });
     say(`the caller's sidecar API: http://127.0.0.1:${callerApi}  (try: npx sidecar services --url http://127.0.0.1:${callerApi})`);
     const caller = await start("caller", "java", ["-cp", "build", "Caller"], {
       cwd: path.join(ROOT, "examples/java-caller"),

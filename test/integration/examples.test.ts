@@ -38,13 +38,15 @@ describe("examples: Python greeter and Java caller through their sidecars", () =
     procs.push(greeter.proc);
     const common = [`nats.servers=${nats.url}`, "inbound.host=127.0.0.1", "inbound.port=0", "log.format=json"];
     const flags = (file: string, extra: string[]) => ["start", "--config", path.join(ROOT, file), ...[...common, ...extra].flatMap((s) => ["--set", s])];
-    const g = SidecarProcess.spawn(flags("examples/python-greeter/sidecar.yaml", [`app.port=${greeterPort}`, "api.port=0"]));
+    // As docker-compose.yml runs them: a mesh token, which vouches for the caller's name (x-sidecar-caller) at the greeter.
+    const mesh = { SIDECAR_MESH_TOKEN: "examples-test-mesh-token-0123" };
+    const g = SidecarProcess.spawn(flags("examples/python-greeter/sidecar.yaml", [`app.port=${greeterPort}`, "api.port=0"]), mesh);
     sidecars.push(g);
     await g.waitForLog("registered", 15_000);
 
     const callerPort = await freePort();
     const callerApi = await freePort();
-    const c = SidecarProcess.spawn(flags("examples/java-caller/sidecar.yaml", [`app.port=${callerPort}`, `api.port=${callerApi}`]));
+    const c = SidecarProcess.spawn(flags("examples/java-caller/sidecar.yaml", [`app.port=${callerPort}`, `api.port=${callerApi}`]), mesh);
     sidecars.push(c);
     caller = run("java", ["-cp", "build", "Caller"], { APP_PORT: String(callerPort), SIDECAR_URL: `http://127.0.0.1:${callerApi}`, CALLER_ROUNDS: "3", CALLER_INTERVAL_MS: "100" }, path.join(ROOT, "examples/java-caller"));
     procs.push(caller.proc);
