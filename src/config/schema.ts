@@ -35,6 +35,7 @@ export const DEFAULTS = {
   retryMax: 10_000,
   streamMaxAge: 7 * 86_400_000,
   shutdownTimeout: 10_000,
+  microNamespace: "go.micro.srv",
 } as const;
 
 const duration = (what: string) =>
@@ -121,6 +122,11 @@ export const configSchema = z.strictObject({
     token: secret.optional(),
     /** Most calls into the app at once (from peers); beyond it: 503 with Retry-After. Default unlimited. */
     maxConcurrency: count(1).optional(),
+    /**
+     * How RPC-style calls (/rpc, its raw form, micro's path form) reach the app: `http` (POST to the
+     * endpoint's path) or `jsonrpc` (go-micro's JSON-RPC on `/`). Proxied HTTP is always plain HTTP.
+     */
+    protocol: z.enum(["http", "jsonrpc"]).default("http"),
   }),
   api: z
     .strictObject({
@@ -224,6 +230,17 @@ export const configSchema = z.strictObject({
     .prefault({}),
   calls: z
     .strictObject({ timeout: positiveDuration("calls.timeout").default(DEFAULTS.callTimeout) })
+    .prefault({}),
+  /** Compatibility with the micro toolkit's sidecar (micro/micro `car/`): its path form and error shape. */
+  micro: z
+    .strictObject({
+      /** Prefix of service names in micro's path form: `/greeter/say/hello` calls `<namespace>.greeter`. */
+      namespace: z.string().regex(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/, "expected a dotted name such as go.micro.srv").default(DEFAULTS.microNamespace),
+      /** What micro's path form does: `rpc` (call Service.Method) or `proxy` (HTTP to the service), micro's --handler. */
+      handler: z.enum(["rpc", "proxy"]).default("rpc"),
+      /** Errors in micro's shape ({id, code, detail, status}): `true`, `false`, or `auto` (for micro-style requests only). */
+      errors: z.union([z.boolean(), z.literal("auto")]).default("auto"),
+    })
     .prefault({}),
   shutdownTimeout: duration("shutdownTimeout").default(DEFAULTS.shutdownTimeout),
   log: z
