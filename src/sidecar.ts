@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import os from "node:os";
+import type { Duplex } from "node:stream";
 import { Caller } from "./api/caller.js";
 import { systemClock } from "./clock.js";
 import { proxyHandler } from "./api/proxy.js";
@@ -12,6 +13,7 @@ import { publishHandler } from "./api/publish.js";
 import { createBroker, type Broker } from "./broker/index.js";
 import { LocalBroker } from "./broker/local.js";
 import { Metrics } from "./metrics.js";
+import { MicroBroker, refuseUpgrade } from "./micro/broker.js";
 import { Relay } from "./broker/relay.js";
 import { askApp, resolveSpec, Subscriptions } from "./broker/subscriptions.js";
 import { HealthChecker, type AppHealth } from "./health/checker.js";
@@ -91,6 +93,10 @@ export class Sidecar {
   #appClient: AppClient | undefined;
   #inboundListener: Listener | undefined;
   #apiListener: Listener | undefined;
+  /** micro's /broker (POST publishes; a WebSocket upgrade subscribes). */
+  #microBroker: MicroBroker | undefined;
+  /** Topics this node's /broker WebSockets subscribe to (announced in its record for the embedded broker). */
+  #wsTopics: string[] = [];
   /** What the api listener answers: `starting` until start() has built the real routes. */
   #api: (req: IncomingMessage, res: ServerResponse) => void = (req, res) => starting(req, res, this.log, this.config.registry.kind);
   #checker: HealthChecker | undefined;
@@ -231,16 +237,34 @@ export class Sidecar {
     const proxy = proxyHandler({ caller, defaultTimeout: config.calls.timeout, dropAuthorization: config.api.token !== undefined, log: log.child({ component: "proxy" }) });
     const apiToken = new Secret(config.api.token);
     const apiLog = log.child({ component: "api" });
+    const microBroker = (this.#microBroker = new MicroBroker({
+      broker, service: config.service.name, maxBody: config.api.maxBody, log: log.child({ component: "micro-broker" }),
+      // The embedded broker sends a message to the nodes whose records list a matching topic.
+      announce: broker.kind === "local" ? (topics) => {
+        this.#wsTopics = topics;
+        if (!this.#node) return;
+        this.#node.subscriptions = [...new Set([...(this.#subscriptions?.topics ?? []), ...topics])];
+        this.#registrar?.refresh();
+      } : undefined,
+    }));
+    const authorized = (req: IncomingMessage) => !apiToken.required || under("/health", req.url) || req.url === "/" || apiToken.acceptsBearer(req.headers.authorization);
+    // WebSocket upgrades (micro's /broker subscribers): the same token rule as every other route.
+    this.#apiListener!.server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      if (!authorized(req)) return refuseUpgrade(socket, new SidecarError("UNAUTHORIZED", "this sidecar requires Authorization: Bearer <api.token>"), requestIdOf(req), apiLog);
+      if (under("/broker", req.url)) return microBroker.upgrade(req, socket, head);
+      refuseUpgrade(socket, new SidecarError("NOT_FOUND", `no WebSocket route ${req.url ?? ""}: only /broker takes an upgrade`), requestIdOf(req), apiLog);
+    });
     // Every route is answered by plain node:http: the hot ones first, then the management surface.
     this.#api = (req: IncomingMessage, res: ServerResponse) => {
       // /health* and the status page's static HTML carry no data; everything else needs the token.
-      if (apiToken.required && !under("/health", req.url) && req.url !== "/" && !apiToken.acceptsBearer(req.headers.authorization)) {
+      if (!authorized(req)) {
         const err = new SidecarError("UNAUTHORIZED", "this sidecar requires Authorization: Bearer <api.token>", { headers: { "www-authenticate": 'Bearer realm="sidecar"' } });
         return sendError(res, err, requestIdOf(req), apiLog);
       }
       if (under("/rpc", req.url)) rpc(req, res);
       else if (under("/proxy", req.url)) proxy(req, res);
       else if (under("/publish", req.url)) publish(req, res);
+      else if (under("/broker", req.url)) microBroker.handle(req, res);
       else mgmt(req, res);
     };
 
@@ -286,7 +310,7 @@ export class Sidecar {
           if (fromApp.length > 0) this.log.info("the app asked for subscriptions", { topics: fromApp.map((s) => s.topic) });
           this.#subscriptions!.add(fromApp.map((c) => resolveSpec(c, { service: config.service.name, timeout: config.calls.timeout })));
         }
-        this.#node!.subscriptions = this.#subscriptions!.topics;
+        this.#node!.subscriptions = [...new Set([...this.#subscriptions!.topics, ...this.#wsTopics])];
         await this.#subscriptions!.start();
       } else {
         this.#subscriptions!.resume();
@@ -324,6 +348,7 @@ export class Sidecar {
     // Stop taking messages; deliveries in flight finish and are acknowledged.
     await this.#subscriptions?.stop(config.shutdownTimeout);
     this.#gate?.drain();
+    await this.#microBroker?.close();
     await this.#natsInbound?.stop();
     // Keep the inbound listener open a moment: callers still holding pooled connections get a
     // refusal (and Connection: close) and go elsewhere, instead of a reset they could not tell

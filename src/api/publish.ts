@@ -2,10 +2,9 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { isValidSubject, type Broker } from "../broker/types.js";
 import { SidecarError } from "../errors.js";
 import { readBody } from "../http/body.js";
-import { H, INTERNAL, requestIdOf } from "../http/headers.js";
-import { DEAD } from "../broker/relay.js";
+import { H, requestIdOf } from "../http/headers.js";
 import { sendError } from "../http/reply.js";
-import { nextTraceparent } from "../http/trace.js";
+import { checkHeaderBytes, fillCloudEvents, RESERVED_MESSAGE_HEADERS, sendToBroker } from "./message.js";
 import type { Logger } from "../log.js";
 import { show } from "../names.js";
 import { checkBinaryHeaders, isBatch, isStructured, structuredAttributes } from "../broker/cloudevents.js";
@@ -16,20 +15,6 @@ export interface PublishOptions {
   maxBody: number;
   log: Logger;
 }
-
-/**
- * Most bytes of headers (names and values) one message may carry. Each message is held with its
- * headers in every queue and stream it passes through; 8 KiB leaves room for trace context,
- * CloudEvents attributes and an app's own headers, and stops a 1-byte body from costing 16 KiB.
- */
-export const MESSAGE_HEADER_LIMIT = 8 * 1024;
-
-/**
- * `x-sidecar-*` names the sidecars set themselves on a message or its delivery (INTERNAL, and the
- * dead-letter headers): an app that sent one on a publish could pose as another service, a broker
- * hop, a retry or a dead letter, so it is refused rather than dropped without a word.
- */
-export const RESERVED_MESSAGE_HEADERS: ReadonlySet<string> = new Set([...INTERNAL, ...Object.values(DEAD)]);
 
 /** Request headers that travel with a published message: ce-*, the app's own x-sidecar-*, content type and trace context. */
 function carried(req: IncomingMessage): Record<string, string> {
@@ -42,15 +27,6 @@ function carried(req: IncomingMessage): Record<string, string> {
     }
   }
   return out;
-}
-
-/** 431 when the headers a message would carry are over MESSAGE_HEADER_LIMIT. */
-function checkHeaderBytes(headers: Record<string, string>): void {
-  let bytes = 0;
-  for (const [k, v] of Object.entries(headers)) bytes += k.length + Buffer.byteLength(v);
-  if (bytes > MESSAGE_HEADER_LIMIT) {
-    throw new SidecarError("MESSAGE_HEADERS_TOO_LARGE", `the message's headers (ce-* or a structured event's attributes, x-sidecar-*, content-type, trace context) take ${bytes} bytes; at most ${MESSAGE_HEADER_LIMIT} travel with a message`);
-  }
 }
 
 /** The topic of /publish/{topic}, percent-decoded; 400 when the escape is malformed (%ZZ). */
@@ -92,22 +68,9 @@ export function publishHandler(o: PublishOptions): (req: IncomingMessage, res: S
       Object.assign(headers, structuredAttributes(body));
       checkHeaderBytes(headers);
     } else {
-      headers["ce-source"] ??= `/sidecar/${o.service}`;
-      headers["ce-type"] ??= topic;
-      headers["ce-specversion"] ??= "1.0";
-      headers["ce-time"] ??= new Date().toISOString();
+      fillCloudEvents(headers, topic, o.service);
     }
-    headers.traceparent ??= nextTraceparent(undefined);
-    // Fail fast while disconnected: a publish must not hang until the client's timeout.
-    if (o.broker.status() !== "connected") {
-      throw new SidecarError("BROKER_UNAVAILABLE", `the ${o.broker.kind} broker is ${o.broker.status()}; publish again once it is back`, { headers: { "retry-after": "1" } });
-    }
-    let result;
-    try {
-      result = await o.broker.publish(topic, body, headers);
-    } catch (err) {
-      throw new SidecarError("BROKER_UNAVAILABLE", `the broker did not take the message for '${topic}': ${(err as Error).message}`, { cause: err, headers: { "retry-after": "1" } });
-    }
+    const result = await sendToBroker(o.broker, topic, body, headers);
     // Still 202 (the broker has it, and other services may have taken it), but not silently lost.
     const text = JSON.stringify({ id: result.id, topic, stored: result.stored, ...(result.stream ? { stream: result.stream } : {}), ...(result.notTakenBy ? { notTakenBy: result.notTakenBy } : {}) });
     res.writeHead(202, { "content-type": "application/json", "content-length": Buffer.byteLength(text), [H.requestId]: requestId });
