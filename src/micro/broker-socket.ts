@@ -9,6 +9,8 @@ export type WsServer = WebSocketServer;
 const PING_MS = 54_000;
 /** Deliveries to one group's sockets at once; the rest wait in the subscription's bounded queue. */
 const IN_FLIGHT = 16;
+/** How long a closing sidecar waits for clients to answer the WebSocket close handshake. */
+const CLOSE_GRACE_MS = 1_000;
 /** A frame not written within this long fails its delivery (micro's writeDeadline). */
 const WRITE_MS = 10_000;
 
@@ -153,7 +155,14 @@ export class SocketGroups {
     clearInterval(this.#pinger);
     const groups = [...this.#groups.values()];
     this.#groups.clear();
-    for (const g of groups) for (const ws of g.sockets) ws.close(1001, "the sidecar is shutting down");
+    const sockets = groups.flatMap((g) => g.sockets);
+    for (const ws of sockets) ws.close(1001, "the sidecar is shutting down");
+    // A client that does not answer the close handshake is cut after a moment, not ws's 30 s.
+    let timer: NodeJS.Timeout | undefined;
+    const closed = Promise.all(sockets.map((ws) => (ws.readyState === ws.CLOSED ? undefined : new Promise((r) => ws.once("close", r)))));
+    await Promise.race([closed, new Promise((r) => (timer = setTimeout(r, CLOSE_GRACE_MS)))]);
+    clearTimeout(timer);
+    for (const ws of sockets) if (ws.readyState !== ws.CLOSED) ws.terminate();
     await Promise.all(groups.map((g) => g.sub.then((s) => s.stop(1_000)).catch(() => undefined)));
     this.#announce();
   }

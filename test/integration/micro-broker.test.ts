@@ -186,3 +186,21 @@ describe("micro's /broker behind api.token", () => {
     await closeAll([s.ws]);
   });
 });
+
+describe("micro's /broker and shutdown", () => {
+  it("a sidecar shutting down closes its WebSocket subscribers with 1001 (going away) and does not wait on them", async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "sidecar-microbroker-close-"));
+    const app = await TestApp.start("closing");
+    const s = await startSidecar(testSettings({ service: "closing", appPort: app.port, registry: { dir } }));
+    try {
+      const sub = await subscriber(apiUrl(s), "topic=bye");
+      const code = new Promise<number>((r) => sub.ws.once("close", (c) => r(c)));
+      await s.close();
+      assert.equal(await code, 1001);
+    } finally {
+      await s.close();
+      await app.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
