@@ -7,6 +7,8 @@ import { systemClock } from "./clock.js";
 import { proxyHandler } from "./api/proxy.js";
 import { RecentEvents } from "./api/recent.js";
 import { rpcHandler } from "./api/rpc.js";
+import { microPathHandler } from "./micro/handler.js";
+import { claims } from "./micro/path.js";
 import { managementHandler, type SidecarStatus } from "./api/routes.js";
 import type { Config } from "./config/index.js";
 import { publishHandler } from "./api/publish.js";
@@ -50,6 +52,13 @@ function starting(req: IncomingMessage, res: ServerResponse, log: Logger, regist
   if (under("/health/ready", req.url)) return body(503, { status: "not ready", reasons: [reason] });
   if (under("/health", req.url)) return body(503, { status: "starting", app: "unknown", registry: "disconnected", broker: "disconnected" });
   sendError(res, new SidecarError("STARTING", `${reason}; try again shortly`, { headers: { "retry-after": "1" } }), requestIdOf(req), log);
+}
+
+/** The path of a request URL, without its query. */
+function pathOf(url: string | undefined): string {
+  const u = url ?? "/";
+  const q = u.indexOf("?");
+  return q === -1 ? u : u.slice(0, q);
 }
 
 /** Is `url` under `prefix` ("/rpc" matches /rpc, /rpc/x and /rpc?x, not /rpcx)? */
@@ -207,7 +216,7 @@ export class Sidecar {
     this.#inboundListener = new Listener("inbound", inbound.handle, { tls: meshTls?.serverOptions, accessLog });
     const bound = await this.#inboundListener.start(config.inbound.host, config.inbound.port);
 
-    const rpc = rpcHandler({ caller, maxBody: config.api.maxBody, defaultTimeout: config.calls.timeout, log: log.child({ component: "rpc" }) });
+    const rpc = rpcHandler({ caller, maxBody: config.api.maxBody, defaultTimeout: config.calls.timeout, microErrors: config.micro.errors, log: log.child({ component: "rpc" }) });
     const status: SidecarStatus = {
       app: () => this.#checker?.state ?? "unknown",
       registered: () => this.registered,
@@ -235,6 +244,7 @@ export class Sidecar {
     const publish = publishHandler({ broker, service: config.service.name, maxBody: config.api.maxBody, log: log.child({ component: "publish" }) });
     // With api.token, the app's Authorization header is for its sidecar: it does not travel on.
     const proxy = proxyHandler({ caller, defaultTimeout: config.calls.timeout, dropAuthorization: config.api.token !== undefined, log: log.child({ component: "proxy" }) });
+    const microPath = microPathHandler({ caller, ...config.micro, maxBody: config.api.maxBody, defaultTimeout: config.calls.timeout, dropAuthorization: config.api.token !== undefined, log: log.child({ component: "micro" }) });
     const apiToken = new Secret(config.api.token);
     const apiLog = log.child({ component: "api" });
     const microBroker = (this.#microBroker = new MicroBroker({
@@ -265,6 +275,8 @@ export class Sidecar {
       else if (under("/proxy", req.url)) proxy(req, res);
       else if (under("/publish", req.url)) publish(req, res);
       else if (under("/broker", req.url)) microBroker.handle(req, res);
+      // micro's path form takes only what no route of ours (src/micro/path.ts RESERVED) would.
+      else if (claims(pathOf(req.url), req.method, config.micro.handler)) microPath(req, res);
       else mgmt(req, res);
     };
 

@@ -1,5 +1,6 @@
 import type { OutgoingHttpHeaders, ServerResponse } from "node:http";
 import { ERRORS, SidecarError, type ErrorCode } from "../errors.js";
+import { show } from "../names.js";
 import { Deadline } from "../http/deadline.js";
 import { H, publicHeaders } from "../http/headers.js";
 import { pipeBody } from "../http/pipe.js";
@@ -28,6 +29,8 @@ export interface Call {
   /** The endpoint as metrics label it ("Greeter.Hello"; "*" for the proxy, whose paths are unbounded). */
   label: string;
   requestId: string;
+  /** The address of the one node to call (micro's `address`): no other node is tried. */
+  node?: string | undefined;
 }
 
 /** Statuses worth another try when the call opted in. */
@@ -73,6 +76,11 @@ export class Caller {
   /** The header whose value keys the `hash` strategy for this service. */
   keyHeader(service: string): string {
     return this.selector.hashHeader(service);
+  }
+
+  /** Is `address` the address of a live node of `service`? (A pinned call goes nowhere else.) */
+  hasNode(service: string, address: string): boolean {
+    return this.view.nodes(service).some((n) => n.address === address);
   }
 
   /** A request refused before it became a call (bad JSON, an invalid name or field): counted, under no service. */
@@ -134,14 +142,17 @@ export class Caller {
     let retried = 0;
     for (;;) {
       const nodes = this.view.nodes(call.service);
-      if (nodes.length === 0 && tried.size === 0) {
+      // A pinned call picks among its one node; the balancer still sees the whole service (ejection limits).
+      const candidates = call.node === undefined ? nodes : nodes.filter((n) => n.address === call.node);
+      if (candidates.length === 0 && tried.size === 0) {
+        if (call.node !== undefined) throw notANode(call.service, call.node);
         if (this.view.known(call.service)) {
           throw new SidecarError("NO_HEALTHY_NODE", `service '${call.service}' has no healthy node right now`, { headers: { "retry-after": "1" } });
         }
         throw new SidecarError("SERVICE_NOT_FOUND", `no service named '${call.service}' in the registry`);
       }
       // Opt-in retries of a sent request may go back to a node already tried when no other is left.
-      const node = balancer.pick(nodes, tried, call.key) ?? (retried > 0 ? balancer.pick(nodes, new Set(), call.key) : undefined);
+      const node = balancer.pick(candidates, tried, call.key) ?? (retried > 0 ? balancer.pick(candidates, new Set(), call.key) : undefined);
       if (!node || deadline.cancelled || deadline.remaining() <= 0) break;
       tried.add(node.id);
       balancer.start(node.id);
@@ -237,6 +248,11 @@ function pause(ms: number, deadline: Deadline): Promise<void> {
       resolve();
     }
   });
+}
+
+/** micro's `address` names a host to call: we only call nodes the registry lists for that service. */
+export function notANode(service: string, address: string): SidecarError {
+  return new SidecarError("INVALID_REQUEST", `address ${show(address)} is not a registered node of '${service}': 'address' may only pick one of the service's nodes (GET /registry/${service})`);
 }
 
 function timeout(call: Call, cause?: unknown): SidecarError {

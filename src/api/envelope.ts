@@ -7,7 +7,9 @@
  */
 const REQUEST_KEY = Buffer.from('"request"');
 
-export function requestSpan(body: Uint8Array): { start: number; end: number } | undefined {
+/** `name`: the member's key when it is not "request" (micro's `Request`, src/micro/rpc-forms.ts). */
+export function requestSpan(body: Uint8Array, name?: string): { start: number; end: number } | undefined {
+  const want = name === undefined ? REQUEST_KEY : Buffer.from(JSON.stringify(name));
   let i = skipSpace(body, 0);
   if (body[i] !== 0x7b /* { */) return undefined;
   i = skipSpace(body, i + 1);
@@ -18,8 +20,8 @@ export function requestSpan(body: Uint8Array): { start: number; end: number } | 
     const key = body.subarray(keyStart, i);
     // An escaped key ("req\u0075est") decodes to "request" for JSON.parse too: decode it to compare.
     const isRequest = key.includes(0x5c)
-      ? (JSON.parse(Buffer.from(key).toString("utf8")) as string) === "request"
-      : i - keyStart === 9 && Buffer.from(body.buffer, body.byteOffset + keyStart, 9).equals(REQUEST_KEY);
+      ? (JSON.parse(Buffer.from(key).toString("utf8")) as string) === (name ?? "request")
+      : i - keyStart === want.length && Buffer.from(body.buffer, body.byteOffset + keyStart, want.length).equals(want);
     i = skipSpace(body, i);
     i = skipSpace(body, i + 1); // the ':'
     const start = i;

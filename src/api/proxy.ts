@@ -30,6 +30,27 @@ function forwarded(req: IncomingMessage, headers: OutgoingHttpHeaders): void {
   if (req.headers.host) headers["x-forwarded-host"] ??= req.headers.host;
 }
 
+/** The call that proxies `req` to `path` on `service`'s app (also micro's path form with handler proxy); 400 for an unclean path. */
+export function proxyCall(o: ProxyOptions, req: IncomingMessage, service: string, path: string, requestId: string): Call {
+  if (!CLEAN_PATH.test(path) || path.split("?")[0]!.split("/").some((seg) => seg === ".." || seg === ".")) {
+    throw new SidecarError("INVALID_REQUEST", `path ${show(path)} is not a clean path (printable characters, no '.' or '..' segments)`);
+  }
+  const headers = endToEnd(req.headers, o.dropAuthorization ? DROP_WITH_AUTH : DROP);
+  forwarded(req, headers);
+  return {
+    service,
+    method: req.method ?? "GET",
+    path,
+    headers,
+    body: new StreamBody(req),
+    timeout: checkTimeoutHeader(req) ?? o.defaultTimeout,
+    retries: 0,
+    key: keyOf(req, o.caller, service),
+    label: "*",
+    requestId,
+  };
+}
+
 /**
  * `ANY /proxy/{service}/{path...}` (DESIGN §4): any method, query string, headers and body,
  * streamed both ways through the same selector and ejection rules as /rpc, with no size limit
@@ -46,24 +67,7 @@ export function proxyHandler(o: ProxyOptions): (req: IncomingMessage, res: Serve
     if (!isValidName(service)) {
       throw new SidecarError(service === "" ? "INVALID_REQUEST" : "INVALID_NAME", service === "" ? "expected /proxy/{service}/{path}" : `service name ${show(service)} must match [A-Za-z0-9][A-Za-z0-9._-]{0,62}`);
     }
-    const path = (slash === -1 ? "/" : pathPart.slice(slash)) + (q === -1 ? "" : rest.slice(q));
-    if (!CLEAN_PATH.test(path) || path.split("?")[0]!.split("/").some((seg) => seg === ".." || seg === ".")) {
-      throw new SidecarError("INVALID_REQUEST", `path ${show(path)} is not a clean path (printable characters, no '.' or '..' segments)`);
-    }
-    const headers = endToEnd(req.headers, o.dropAuthorization ? DROP_WITH_AUTH : DROP);
-    forwarded(req, headers);
-    const call: Call = {
-      service,
-      method: req.method ?? "GET",
-      path,
-      headers,
-      body: new StreamBody(req),
-      timeout: checkTimeoutHeader(req) ?? o.defaultTimeout,
-      retries: 0,
-      key: keyOf(req, o.caller, service),
-      label: "*",
-      requestId,
-    };
+    const call = proxyCall(o, req, service, (slash === -1 ? "/" : pathPart.slice(slash)) + (q === -1 ? "" : rest.slice(q)), requestId);
     at.caller = true;
     await o.caller.call(call, res);
   };

@@ -3,10 +3,11 @@ import { SidecarError, toSidecarError } from "../errors.js";
 import { readBody } from "../http/body.js";
 import { H, requestIdOf } from "../http/headers.js";
 import { requestSpan } from "./envelope.js";
-import { sendError } from "../http/reply.js";
+import { replyError, type MicroErrors } from "../micro/errors.js";
+import { foldedFields, formEnvelope, isForm, jsonStringRequest } from "../micro/rpc-forms.js";
 import type { Logger } from "../log.js";
 import { isValidName, show } from "../names.js";
-import type { Call, Caller } from "./caller.js";
+import { notANode, type Call, type Caller } from "./caller.js";
 
 /** Longest per-call timeout accepted: a call is not a job queue. */
 const MAX_TIMEOUT_MS = 10 * 60_000;
@@ -17,6 +18,8 @@ export interface RpcOptions {
   caller: Caller;
   maxBody: number;
   defaultTimeout: number;
+  /** `micro.errors`: when errors answer in micro's shape. */
+  microErrors: MicroErrors;
   log: Logger;
 }
 
@@ -109,12 +112,33 @@ function passHeaders(req: IncomingMessage, contentType: string | undefined): Out
   return out;
 }
 
+/** An envelope's endpoint (or its alias method), checked (400 when missing or not a string). */
+function checkEndpoint(endpoint: unknown): string {
+  if (typeof endpoint !== "string" || endpoint === "") {
+    throw new SidecarError("INVALID_REQUEST", endpoint === undefined ? "field 'endpoint' (or its alias 'method') is required" : `field 'endpoint' must be a non-empty string, got ${show(endpoint)}`);
+  }
+  return endpoint;
+}
+
+/** micro's `address`: only a live node of the service (400 otherwise: no calls to arbitrary hosts). */
+function checkAddress(caller: Caller, service: string, address: unknown): string {
+  if (typeof address !== "string" || address === "") throw new SidecarError("INVALID_REQUEST", `field 'address' must be a node's host:port, got ${show(address)}`);
+  if (!caller.hasNode(service, address)) throw notANode(service, address);
+  return address;
+}
+
+/** A call whose body is the app's own (the raw /rpc form, micro's path form): sent with its content type. */
+export function rawCall(o: { caller: Caller; defaultTimeout: number }, req: IncomingMessage, c: { service: string; path: string; label: string; body: Buffer; contentType: string | undefined; requestId: string }): Call {
+  const { service } = c;
+  return { service, method: "POST", path: c.path, headers: passHeaders(req, c.contentType), body: c.body, timeout: checkTimeoutHeader(req) ?? o.defaultTimeout, retries: headerRetries(req), key: keyOf(req, o.caller, service), label: c.label, requestId: c.requestId, node: undefined };
+}
+
 /**
  * `POST /rpc` (JSON envelope: service, endpoint or its micro alias method, request, timeout)
  * and `POST /rpc/{service}/{endpoint...}` (raw body). Served by plain node:http: this is the hot path.
  */
 export function rpcHandler(o: RpcOptions): (req: IncomingMessage, res: ServerResponse) => void {
-  const handle = async (req: IncomingMessage, res: ServerResponse, requestId: string, at: { caller: boolean }): Promise<void> => {
+  const handle = async (req: IncomingMessage, res: ServerResponse, requestId: string, at: { caller: boolean; micro: boolean }): Promise<void> => {
     if (req.method !== "POST") {
       throw new SidecarError("METHOD_NOT_ALLOWED", `${req.method} is not allowed on /rpc; use POST`, { headers: { allow: "POST" } });
     }
@@ -124,6 +148,20 @@ export function rpcHandler(o: RpcOptions): (req: IncomingMessage, res: ServerRes
     const body = await readBody(req, o.maxBody);
 
     if (pathname === "/rpc" || pathname === "/rpc/") {
+      // micro's form-encoded envelope; the JSON one (ours) needs no content type.
+      if (isForm(req.headers["content-type"])) {
+        at.micro = true;
+        const f = formEnvelope(body);
+        const service = checkService(f.service);
+        const endpoint = checkEndpoint(f.method);
+        const path = endpointToPath(endpoint);
+        const payload = typeof f.request === "string" ? jsonStringRequest(f.request, "field 'request'") : EMPTY_OBJECT;
+        const node = f.address === undefined ? undefined : checkAddress(o.caller, service, f.address);
+        const call: Call = { service, method: "POST", path, headers: passHeaders(req, "application/json"), body: payload, timeout: checkTimeoutHeader(req) ?? o.defaultTimeout, retries: headerRetries(req), key: keyOf(req, o.caller, service), label: endpoint, requestId, node };
+        at.caller = true;
+        await o.caller.call(call, res);
+        return;
+      }
       let envelope: unknown;
       try {
         envelope = JSON.parse(body.toString("utf8"));
@@ -134,17 +172,43 @@ export function rpcHandler(o: RpcOptions): (req: IncomingMessage, res: ServerRes
         throw new SidecarError("INVALID_REQUEST", `the request body must be a JSON object with 'service' and 'endpoint', got ${show(envelope)}`);
       }
       const e = envelope as Record<string, unknown>;
-      const service = checkService(e.service);
-      const endpoint = e.endpoint ?? e.method;
-      if (typeof endpoint !== "string" || endpoint === "") {
-        throw new SidecarError("INVALID_REQUEST", endpoint === undefined ? "field 'endpoint' (or its alias 'method') is required" : `field 'endpoint' must be a non-empty string, got ${show(endpoint)}`);
+      let serviceField = e.service;
+      let endpointField = e.endpoint ?? e.method;
+      let request = e.request;
+      let address = e.address;
+      let requestKey: string | undefined;
+      // A missing lowercase field: perhaps micro's spelling in another case (Service, Method).
+      if (serviceField === undefined || endpointField === undefined || request === undefined) {
+        const f = foldedFields(e);
+        if (f) {
+          at.micro = true;
+          serviceField ??= f.service;
+          endpointField ??= f.method;
+          address ??= f.address;
+          if (request === undefined && f.requestKey !== undefined) {
+            request = f.request;
+            requestKey = f.requestKey;
+          }
+        }
       }
+      // micro's other shapes: a JSON-encoded string request, a node picked by address.
+      if (typeof request === "string" || address !== undefined) at.micro = true;
+      const service = checkService(serviceField);
+      const endpoint = checkEndpoint(endpointField);
+      const path = endpointToPath(endpoint);
       const timeout = e.timeout === undefined ? checkTimeoutHeader(req) : checkTimeout(numberOf(e.timeout), "field 'timeout'", e.timeout);
       const retries = e.retries === undefined ? headerRetries(req) : checkRetries(e.retries, "field 'retries'");
-      // The request's own bytes, as the app wrote them (the envelope already parsed as JSON).
-      const span = e.request === undefined ? undefined : requestSpan(body);
-      const payload = span ? body.subarray(span.start, span.end) : e.request === undefined ? EMPTY_OBJECT : reencode(e.request);
-      const call: Call = { service, method: "POST", path: endpointToPath(endpoint), headers: passHeaders(req, "application/json"), body: payload, timeout: timeout ?? o.defaultTimeout, retries, key: keyOf(req, o.caller, service), label: endpoint, requestId };
+      let payload: Buffer;
+      if (typeof request === "string") {
+        // micro decoded a string request as JSON-encoded text.
+        payload = jsonStringRequest(request, "field 'request'");
+      } else {
+        // The request's own bytes, as the app wrote them (the envelope already parsed as JSON).
+        const span = request === undefined ? undefined : requestSpan(body, requestKey);
+        payload = span ? body.subarray(span.start, span.end) : request === undefined ? EMPTY_OBJECT : reencode(request);
+      }
+      const node = address === undefined ? undefined : checkAddress(o.caller, service, address);
+      const call: Call = { service, method: "POST", path, headers: passHeaders(req, "application/json"), body: payload, timeout: timeout ?? o.defaultTimeout, retries, key: keyOf(req, o.caller, service), label: endpoint, requestId, node };
       at.caller = true;
       await o.caller.call(call, res);
       return;
@@ -157,19 +221,18 @@ export function rpcHandler(o: RpcOptions): (req: IncomingMessage, res: ServerRes
     const endpoint = slash === -1 ? "" : rest.slice(slash + 1);
     if (endpoint === "") throw new SidecarError("INVALID_REQUEST", `no endpoint in ${show(pathname)}: expected /rpc/{service}/{endpoint}`);
     const path = (endpoint.includes("/") ? endpointToPath("/" + endpoint) : endpointToPath(endpoint)) + (q === -1 ? "" : url.slice(q));
-    const contentType = req.headers["content-type"];
-    const call: Call = { service, method: "POST", path, headers: passHeaders(req, contentType), body, timeout: checkTimeoutHeader(req) ?? o.defaultTimeout, retries: headerRetries(req), key: keyOf(req, o.caller, service), label: endpoint.includes("/") ? "/" + endpoint.split("/")[0] : endpoint, requestId };
+    const call = rawCall(o, req, { service, path, label: endpoint.includes("/") ? "/" + endpoint.split("/")[0] : endpoint, body, contentType: req.headers["content-type"], requestId });
     at.caller = true;
     await o.caller.call(call, res);
   };
 
   return (req, res) => {
     const requestId = requestIdOf(req);
-    const at = { caller: false };
+    const at = { caller: false, micro: false };
     handle(req, res, requestId, at).catch((err: unknown) => {
       // Refused before it became a call (the caller counts every call it sees).
       if (!at.caller) o.caller.refused(toSidecarError(err).status);
-      sendError(res, err, requestId, o.log);
+      replyError(res, err, requestId, o.log, { mode: o.microErrors, microStyle: at.micro, id: at.caller ? "go.micro.client" : "go.micro.rpc" });
     });
   };
 }

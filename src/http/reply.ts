@@ -1,5 +1,5 @@
 import type { ServerResponse } from "node:http";
-import { errorBody, toSidecarError } from "../errors.js";
+import { errorBody, toSidecarError, type SidecarError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { H, requestFields } from "./headers.js";
 
@@ -16,9 +16,10 @@ export function sendJson(res: ServerResponse, status: number, value: unknown, he
 
 /**
  * Answer with the JSON error body (DESIGN §7) and log it: 5xx as warnings, 4xx at debug
- * (a caller's mistake is the caller's to see, not an operator's page).
+ * (a caller's mistake is the caller's to see, not an operator's page). `render` writes another
+ * body shape (micro's, src/micro/errors.ts).
  */
-export function sendError(res: ServerResponse, err: unknown, requestId: string, log: Logger, extraHeaders?: Record<string, string>): void {
+export function sendError(res: ServerResponse, err: unknown, requestId: string, log: Logger, extraHeaders?: Record<string, string>, render?: (e: SidecarError) => string): void {
   const e = toSidecarError(err);
   const fields = { code: e.code, status: e.status, ...requestFields(res.req), requestId, error: e.message };
   if (e.code === "INTERNAL") log.error("internal error", { ...fields, stack: (e.cause as Error | undefined)?.stack });
@@ -28,7 +29,7 @@ export function sendError(res: ServerResponse, err: unknown, requestId: string, 
     res.destroy(e);
     return;
   }
-  const body = errorBody(e.code, e.message, requestId);
+  const body = render ? render(e) : errorBody(e.code, e.message, requestId);
   // Answering before the request body was read (413, a refusal): close the connection rather
   // than leave the client's upload and its next request to share it.
   const unread = res.req !== undefined && !res.req.complete;

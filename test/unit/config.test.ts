@@ -49,7 +49,8 @@ describe("loadConfig", () => {
     assert.equal(used, f);
     assert.equal(config.service.name, "greeter");
     assert.deepEqual(config.service.metadata, { zone: "a" });
-    assert.deepEqual(config.app, { host: "127.0.0.1", port: 5000, health: { path: "/health", interval: 5000, timeout: 1000, failureThreshold: 3, successThreshold: 1 } });
+    assert.deepEqual(config.app, { host: "127.0.0.1", port: 5000, protocol: "http", health: { path: "/health", interval: 5000, timeout: 1000, failureThreshold: 3, successThreshold: 1 } });
+    assert.deepEqual(config.micro, { namespace: "go.micro.srv", handler: "rpc", errors: "auto" });
     assert.deepEqual(config.api, { host: "127.0.0.1", port: 8081, maxBody: 1024 * 1024, headersTimeout: 10_000, requestTimeout: 60_000 });
     assert.equal(config.registry.kind, "local", "no nats section: the embedded default");
     assert.deepEqual(config.inbound, { host: "127.0.0.1", port: 0, advertise: undefined, allow: undefined });
