@@ -144,7 +144,7 @@ export function rpcHandler(o: RpcOptions): (req: IncomingMessage, res: ServerRes
       // The request's own bytes, as the app wrote them (the envelope already parsed as JSON).
       const span = e.request === undefined ? undefined : requestSpan(body);
       const payload = span ? body.subarray(span.start, span.end) : e.request === undefined ? EMPTY_OBJECT : reencode(e.request);
-      const call: Call = { service, method: "POST", path: endpointToPath(endpoint), headers: passHeaders(req, "application/json"), body: payload, timeout: timeout ?? o.defaultTimeout, retries, key: keyOf(req, o.caller, service), label: endpoint, requestId };
+      const call: Call = { service, method: "POST", path: endpointToPath(endpoint), headers: passHeaders(req, "application/json"), body: payload, timeout: timeout ?? o.defaultTimeout, retries, key: keyOf(req, o.caller, service), label: endpoint, requestId, rpc: endpoint.startsWith("/") ? undefined : endpoint };
       at.caller = true;
       await o.caller.call(call, res);
       return;
@@ -158,7 +158,7 @@ export function rpcHandler(o: RpcOptions): (req: IncomingMessage, res: ServerRes
     if (endpoint === "") throw new SidecarError("INVALID_REQUEST", `no endpoint in ${show(pathname)}: expected /rpc/{service}/{endpoint}`);
     const path = (endpoint.includes("/") ? endpointToPath("/" + endpoint) : endpointToPath(endpoint)) + (q === -1 ? "" : url.slice(q));
     const contentType = req.headers["content-type"];
-    const call: Call = { service, method: "POST", path, headers: passHeaders(req, contentType), body, timeout: checkTimeoutHeader(req) ?? o.defaultTimeout, retries: headerRetries(req), key: keyOf(req, o.caller, service), label: endpoint.includes("/") ? "/" + endpoint.split("/")[0] : endpoint, requestId };
+    const call: Call = { service, method: "POST", path, headers: passHeaders(req, contentType), body, timeout: checkTimeoutHeader(req) ?? o.defaultTimeout, retries: headerRetries(req), key: keyOf(req, o.caller, service), label: endpoint.includes("/") ? "/" + endpoint.split("/")[0] : endpoint, requestId, rpc: endpoint.includes("/") ? undefined : endpoint };
     at.caller = true;
     await o.caller.call(call, res);
   };
