@@ -29,6 +29,7 @@ describe("micro's /registry: apps fronted by a sidecar, JSON-RPC apps", () => {
   let front: Sidecar;
   let frontApi: string;
   let greeter: JsonRpcApp;
+  let registered: { status: number; body: any };
 
   const jsonRpcApp = async (name: string) => {
     const a = await JsonRpcApp.start(name);
@@ -53,13 +54,14 @@ describe("micro's /registry: apps fronted by a sidecar, JSON-RPC apps", () => {
     caller = apiUrl(c);
     frontApi = apiUrl(front);
     greeter = await jsonRpcApp("greeter");
-    const r = await registry(frontApi, "POST", service("go.micro.srv.greeter", [{ id: "go.micro.srv.greeter-6f1c0e0a-1111-4b7e-9a51-2c1f0a9e0001", port: greeter.port }]), "?ttl=30s");
-    assert.equal(r.status, 200, JSON.stringify(r.body));
-    assert.deepEqual(r.body.nodes, [{ id: "go.micro.srv.greeter-6f1c0e0a-1111-4b7e-9a51-2c1f0a9e0001", state: "registered" }]);
+    // Asserted in the first test, so that each test fails on its own where this is not supported.
+    registered = await registry(frontApi, "POST", service("go.micro.srv.greeter", [{ id: "go.micro.srv.greeter-6f1c0e0a-1111-4b7e-9a51-2c1f0a9e0001", port: greeter.port }]), "?ttl=30s").catch((err: Error) => ({ status: 0, body: err.message }));
   });
   after(() => teardown({ sidecars, apps }));
 
   it("POST /registry fronts a JSON-RPC app: a caller's /rpc gets the result as the body, the app gets go-micro's JSON-RPC on /", async () => {
+    assert.equal(registered.status, 200, JSON.stringify(registered.body));
+    assert.deepEqual(registered.body.nodes, [{ id: "go.micro.srv.greeter-6f1c0e0a-1111-4b7e-9a51-2c1f0a9e0001", state: "registered" }]);
     const r = await callWhenSeen({ service: "go.micro.srv.greeter", method: "Say.Hello", request: { name: "Ada" } });
     assert.equal(r.status, 200, JSON.stringify(r.body));
     assert.match(r.headers.get("content-type") ?? "", /application\/json/);
