@@ -6,6 +6,7 @@ import { after, before, describe, it } from "node:test";
 import type { Sidecar } from "../../src/sidecar.js";
 import { TestApp } from "../support/app.js";
 import { JsonRpcApp } from "../support/jsonrpc-app.js";
+import { NatsServer } from "../support/nats.js";
 import { apiUrl, registryNodes, rpc, startSidecar, teardown, testSettings, waitFor } from "../support/sidecar.js";
 
 const MESH = "mesh-token-0123456789abcdef";
@@ -241,5 +242,45 @@ describe("micro's /registry: apps fronted by a sidecar, JSON-RPC apps", () => {
     assert.deepEqual([e.status, e.body.error.code, e.body.error.message], [500, "APP_ERROR", "name is required"]);
     const p = await fetch(`${caller}/proxy/legacy/plain`);
     assert.deepEqual(await p.json(), { plain: true, app: "legacy", method: "GET", path: "/plain" });
+  });
+});
+
+describe("a JSON-RPC app over the NATS transport, and fronted nodes beside it", () => {
+  let nats: NatsServer;
+  const sidecars: Sidecar[] = [];
+  const apps: { stop(): Promise<void> }[] = [];
+
+  after(() => teardown({ sidecars, apps, nats }));
+
+  it("app.protocol=jsonrpc with transport.kind=nats: /rpc is JSON-RPC, /proxy plain; a node it fronts is reached over http", async () => {
+    nats = await NatsServer.start();
+    const callerApp = await TestApp.start("client");
+    const legacyApp = await JsonRpcApp.start("legacy-nats");
+    const fronted = await JsonRpcApp.start("fronted-by-nats");
+    apps.push(callerApp, legacyApp, fronted);
+    const settings = (service: string, port: number, extra: string[] = []) => testSettings({ service, appPort: port, registry: { nats: nats.url }, extra: [`mesh.token=${MESH}`, ...extra] });
+    const c = await startSidecar(settings("client", callerApp.port));
+    const legacy = await startSidecar(settings("legacy", legacyApp.port, ["transport.kind=nats", "app.protocol=jsonrpc", "inbound.host=127.0.0.1", "inbound.port=0"]));
+    sidecars.push(c, legacy);
+    const base = apiUrl(c);
+    assert.equal(legacy.node.transport, "nats");
+    const r = await waitFor(async () => {
+      const x = await rpc(base, { service: "legacy", method: "Say.Hello", request: { name: "Nat" } });
+      return x.status === 200 ? x : undefined;
+    }, "the legacy node over NATS");
+    assert.deepEqual(r.body, { msg: "hello Nat from legacy-nats" });
+    const e = await rpc(base, { service: "legacy", method: "Say.Object", request: {} });
+    assert.deepEqual([e.status, e.body.error.code, e.body.error.message], [500, "APP_ERROR", "the greeter is out of words"]);
+    assert.deepEqual(await (await fetch(`${base}/proxy/legacy/p?q=1`)).json(), { plain: true, app: "legacy-nats", method: "GET", path: "/p?q=1" });
+    // Fronted nodes are http-transport nodes, even on a NATS-transport sidecar.
+    const post = await registry(apiUrl(legacy), "POST", service("go.micro.srv.nfront", [{ id: "nfront-1", port: fronted.port }]));
+    assert.equal(post.status, 200);
+    const f = await waitFor(async () => {
+      const x = await rpc(base, { service: "go.micro.srv.nfront", method: "Say.Hello", request: { name: "F" } });
+      return x.status === 200 ? x : undefined;
+    }, "the fronted node");
+    assert.deepEqual(f.body, { msg: "hello F from fronted-by-nats" });
+    const rec = (await (await fetch(`${base}/registry/go.micro.srv.nfront`)).json()) as { nodes: { transport: string }[] };
+    assert.equal(rec.nodes[0]!.transport, "http");
   });
 });
