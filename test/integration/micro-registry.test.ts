@@ -141,6 +141,19 @@ describe("micro's /registry: apps fronted by a sidecar, JSON-RPC apps", () => {
     }, "the node forgotten after ?ttl=300ms");
   });
 
+  it("a fronting sidecar that shuts down deregisters its fronted nodes with its own", async () => {
+    const ownApp = await TestApp.start("short-lived-app");
+    apps.push(ownApp);
+    const app = await jsonRpcApp("short-lived");
+    const s = await startSidecar(testSettings({ service: "short", appPort: ownApp.port, registry: { dir }, extra: [`mesh.token=${MESH}`] }));
+    sidecars.push(s);
+    assert.equal((await registry(apiUrl(s), "POST", service("go.micro.srv.short", [{ id: "short-1", port: app.port }]))).status, 200);
+    await waitFor(async () => (await registryNodes(caller, "go.micro.srv.short")).length === 1, "the fronted node in the caller's view");
+    await s.close();
+    // Deregistered, not expired: gone well within registry.ttl (1.5 s).
+    await waitFor(async () => (await registryNodes(caller, "go.micro.srv.short")).length === 0, "the fronted node deregistered at shutdown", 1_000);
+  });
+
   it("two apps fronted by one sidecar, and two nodes of one service, are kept apart", async () => {
     const alpha = await jsonRpcApp("alpha");
     const plain = await TestApp.start("plain");
