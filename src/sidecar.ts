@@ -35,6 +35,8 @@ import { Registrar } from "./registry/registrar.js";
 import { Selector } from "./selector/index.js";
 import { MeshTls } from "./tls/mesh.js";
 import { formatAddress, HttpTransport } from "./transport/http.js";
+import { FrontedApps } from "./front/fronted.js";
+import { isMicroRegistryRoute, microRegistryHandler } from "./front/routes.js";
 import { NatsTransport } from "./transport/nats.js";
 import type { Transport } from "./transport/types.js";
 
@@ -111,6 +113,7 @@ export class Sidecar {
   #checker: HealthChecker | undefined;
   #registrar: Registrar | undefined;
   #node: NodeRecord | undefined;
+  #front: FrontedApps | undefined;
   #draining = false;
   /** Aborted by close(): a start still waiting (for NATS) gives up. */
   readonly #stop = new AbortController();
@@ -201,10 +204,14 @@ export class Sidecar {
     this.#checker = new HealthChecker({ host: config.app.host, port: config.app.port, token: config.app.token, ...config.app.health }, log.child({ component: "health" }));
     this.#gate = new InboundGate({ service: config.service.name, accepting: () => this.#checker?.state === "passing", maxConcurrency: config.app.maxConcurrency });
     this.#appClient = new AppClient({ service: config.service.name, host: config.app.host, port: config.app.port, token: config.app.token });
+    const { interval, timeout, failureThreshold, successThreshold } = config.app.health;
+    const front = (this.#front = new FrontedApps({ registry: this.#registry, view, ttl: config.registry.ttl, address: () => this.node.address, ownNode: () => this.#node?.id, health: { interval, timeout, failureThreshold, successThreshold }, maxConcurrency: config.app.maxConcurrency, log: log.child({ component: "front" }) }));
     const inbound = new InboundHandler({
       service: config.service.name,
       app: this.#appClient,
       gate: this.#gate,
+      protocol: config.app.protocol,
+      fronted: front,
       defaultTimeout: config.calls.timeout,
       deliveries: broker instanceof LocalBroker ? (topic, body, headers, caller) => broker.receive(topic, body, headers, caller) : undefined,
       maxBody: config.api.maxBody,
@@ -236,6 +243,7 @@ export class Sidecar {
       broker: config.broker.kind,
       transport: config.transport.kind,
       uptimeSeconds: Math.round((Date.now() - started) / 1000),
+      fronted: front.list(),
     });
     const mgmt = managementHandler(
       { view, status, nodeState: (service, id) => selector.state(service, id), subscriptions: () => subscriptions.list(), metrics, about, recent: () => this.#recent.list() },
@@ -245,6 +253,7 @@ export class Sidecar {
     // With api.token, the app's Authorization header is for its sidecar: it does not travel on.
     const proxy = proxyHandler({ caller, defaultTimeout: config.calls.timeout, dropAuthorization: config.api.token !== undefined, log: log.child({ component: "proxy" }) });
     const microPath = microPathHandler({ caller, ...config.micro, maxBody: config.api.maxBody, defaultTimeout: config.calls.timeout, dropAuthorization: config.api.token !== undefined, log: log.child({ component: "micro" }) });
+    const microRegistry = microRegistryHandler({ front, view, maxBody: config.api.maxBody, log: log.child({ component: "front" }), rules: { hosts: [config.app.host], ownPorts: () => [bound.port, api.port] } });
     const apiToken = new Secret(config.api.token);
     const apiLog = log.child({ component: "api" });
     const microBroker = (this.#microBroker = new MicroBroker({
@@ -276,6 +285,7 @@ export class Sidecar {
       else if (under("/publish", req.url)) publish(req, res);
       else if (under("/broker", req.url)) microBroker.handle(req, res);
       // micro's path form takes only what no route of ours (src/micro/path.ts RESERVED) would.
+      else if (isMicroRegistryRoute(req)) microRegistry(req, res);
       else if (claims(pathOf(req.url), req.method, config.micro.handler)) microPath(req, res);
       else mgmt(req, res);
     };
@@ -293,7 +303,7 @@ export class Sidecar {
     };
     this.#registrar = new Registrar(this.#registry, this.#node, config.registry.ttl, log.child({ component: "registrar" }));
     if (config.transport.kind === "nats" && nats) {
-      this.#natsInbound = new NatsInbound(nats, { service: config.service.name, nodeId: this.#node.id, app: this.#appClient, gate: this.#gate, defaultTimeout: config.calls.timeout, mesh, allow: config.inbound.allow, log: log.child({ component: "nats-inbound" }) });
+      this.#natsInbound = new NatsInbound(nats, { service: config.service.name, nodeId: this.#node.id, app: this.#appClient, gate: this.#gate, protocol: config.app.protocol, defaultTimeout: config.calls.timeout, mesh, allow: config.inbound.allow, log: log.child({ component: "nats-inbound" }) });
     }
     this.#checker.on("change", (state, reason) => {
       // One transition at a time, in order: a quick fail/pass never leaves things half done.
@@ -302,7 +312,11 @@ export class Sidecar {
       });
     });
     // After a NATS reconnection, re-register at once (DESIGN §9) instead of waiting for the next heartbeat.
-    if (this.#nats) (await this.#nats).onReconnect(() => this.#registrar?.refresh());
+    if (this.#nats)
+      (await this.#nats).onReconnect(() => {
+        this.#registrar?.refresh();
+        front.refresh();
+      });
     log.info("listening", { api: `${api.address}:${api.port}`, inbound: `${meshTls ? "https" : "http"}://${bound.address}:${bound.port}`, meshTls: meshTls ? (meshTls.mutual ? "mutual" : "server") : "off", advertise: this.#node.address, node: this.#node.id });
     this.#checker.start();
   }
@@ -357,6 +371,7 @@ export class Sidecar {
     this.#checker?.close();
     await this.#transitions; // a health transition in progress finishes (and sees #draining) first
     await this.#registrar?.down("shutdown");
+    await this.#front?.stop();
     // Stop taking messages; deliveries in flight finish and are acknowledged.
     await this.#subscriptions?.stop(config.shutdownTimeout);
     this.#gate?.drain();
@@ -374,6 +389,7 @@ export class Sidecar {
     this.#view?.close();
     await Promise.all([...this.#transports.values()].map((t) => t.close()));
     this.#appClient?.close();
+    this.#front?.close();
     this.#relay?.close();
     await this.#broker?.close();
     await this.#registry?.close();

@@ -31,6 +31,8 @@ export interface Call {
   requestId: string;
   /** The address of the one node to call (micro's `address`): no other node is tried. */
   node?: string | undefined;
+  /** An RPC-style call's method ("Say.Hello"): a callee app speaking JSON-RPC gets it as `method`. Absent for /proxy. */
+  rpc?: string | undefined;
 }
 
 /** Statuses worth another try when the call opted in. */
@@ -169,6 +171,9 @@ export class Caller {
             [H.caller]: this.self,
             [H.timeout]: String(deadline.remaining()),
             [H.requestId]: call.requestId,
+            // Which of the callee sidecar's nodes (it may front several of one service), and how to hand the call over.
+            [H.node]: node.id,
+            ...(call.rpc === undefined ? {} : { [H.rpc]: call.rpc }),
           },
           body: call.body,
           deadline,

@@ -5,11 +5,14 @@
  * passed JSON.parse; like JSON.parse, the last of duplicate keys wins. Structural characters are
  * ASCII, so scanning UTF-8 bytes is safe.
  */
-const REQUEST_KEY = Buffer.from('"request"');
-
 /** `name`: the member's key when it is not "request" (micro's `Request`, src/micro/rpc-forms.ts). */
-export function requestSpan(body: Uint8Array, name?: string): { start: number; end: number } | undefined {
-  const want = name === undefined ? REQUEST_KEY : Buffer.from(JSON.stringify(name));
+export function requestSpan(body: Uint8Array, name = "request"): { start: number; end: number } | undefined {
+  return memberSpan(body, name);
+}
+
+/** Where the member `name` of the JSON object in `body` sits (a JSON-RPC answer's `result`, say); same rules as requestSpan. */
+export function memberSpan(body: Uint8Array, name: string): { start: number; end: number } | undefined {
+  const wanted = Buffer.from(JSON.stringify(name));
   let i = skipSpace(body, 0);
   if (body[i] !== 0x7b /* { */) return undefined;
   i = skipSpace(body, i + 1);
@@ -20,8 +23,8 @@ export function requestSpan(body: Uint8Array, name?: string): { start: number; e
     const key = body.subarray(keyStart, i);
     // An escaped key ("req\u0075est") decodes to "request" for JSON.parse too: decode it to compare.
     const isRequest = key.includes(0x5c)
-      ? (JSON.parse(Buffer.from(key).toString("utf8")) as string) === (name ?? "request")
-      : i - keyStart === want.length && Buffer.from(body.buffer, body.byteOffset + keyStart, want.length).equals(want);
+      ? (JSON.parse(Buffer.from(key).toString("utf8")) as string) === name
+      : i - keyStart === wanted.length && Buffer.from(body.buffer, body.byteOffset + keyStart, wanted.length).equals(wanted);
     i = skipSpace(body, i);
     i = skipSpace(body, i + 1); // the ':'
     const start = i;

@@ -128,9 +128,9 @@ function checkAddress(caller: Caller, service: string, address: unknown): string
 }
 
 /** A call whose body is the app's own (the raw /rpc form, micro's path form): sent with its content type. */
-export function rawCall(o: { caller: Caller; defaultTimeout: number }, req: IncomingMessage, c: { service: string; path: string; label: string; body: Buffer; contentType: string | undefined; requestId: string }): Call {
+export function rawCall(o: { caller: Caller; defaultTimeout: number }, req: IncomingMessage, c: { service: string; path: string; label: string; body: Buffer; contentType: string | undefined; requestId: string; rpc: string | undefined }): Call {
   const { service } = c;
-  return { service, method: "POST", path: c.path, headers: passHeaders(req, c.contentType), body: c.body, timeout: checkTimeoutHeader(req) ?? o.defaultTimeout, retries: headerRetries(req), key: keyOf(req, o.caller, service), label: c.label, requestId: c.requestId, node: undefined };
+  return { service, method: "POST", path: c.path, headers: passHeaders(req, c.contentType), body: c.body, timeout: checkTimeoutHeader(req) ?? o.defaultTimeout, retries: headerRetries(req), key: keyOf(req, o.caller, service), label: c.label, requestId: c.requestId, node: undefined, rpc: c.rpc };
 }
 
 /**
@@ -157,7 +157,7 @@ export function rpcHandler(o: RpcOptions): (req: IncomingMessage, res: ServerRes
         const path = endpointToPath(endpoint);
         const payload = typeof f.request === "string" ? jsonStringRequest(f.request, "field 'request'") : EMPTY_OBJECT;
         const node = f.address === undefined ? undefined : checkAddress(o.caller, service, f.address);
-        const call: Call = { service, method: "POST", path, headers: passHeaders(req, "application/json"), body: payload, timeout: checkTimeoutHeader(req) ?? o.defaultTimeout, retries: headerRetries(req), key: keyOf(req, o.caller, service), label: endpoint, requestId, node };
+        const call: Call = { service, method: "POST", path, headers: passHeaders(req, "application/json"), body: payload, timeout: checkTimeoutHeader(req) ?? o.defaultTimeout, retries: headerRetries(req), key: keyOf(req, o.caller, service), label: endpoint, requestId, node, rpc: endpoint.startsWith("/") ? undefined : endpoint };
         at.caller = true;
         await o.caller.call(call, res);
         return;
@@ -208,7 +208,7 @@ export function rpcHandler(o: RpcOptions): (req: IncomingMessage, res: ServerRes
         payload = span ? body.subarray(span.start, span.end) : request === undefined ? EMPTY_OBJECT : reencode(request);
       }
       const node = address === undefined ? undefined : checkAddress(o.caller, service, address);
-      const call: Call = { service, method: "POST", path, headers: passHeaders(req, "application/json"), body: payload, timeout: timeout ?? o.defaultTimeout, retries, key: keyOf(req, o.caller, service), label: endpoint, requestId, node };
+      const call: Call = { service, method: "POST", path, headers: passHeaders(req, "application/json"), body: payload, timeout: timeout ?? o.defaultTimeout, retries, key: keyOf(req, o.caller, service), label: endpoint, requestId, node, rpc: endpoint.startsWith("/") ? undefined : endpoint };
       at.caller = true;
       await o.caller.call(call, res);
       return;
@@ -221,7 +221,7 @@ export function rpcHandler(o: RpcOptions): (req: IncomingMessage, res: ServerRes
     const endpoint = slash === -1 ? "" : rest.slice(slash + 1);
     if (endpoint === "") throw new SidecarError("INVALID_REQUEST", `no endpoint in ${show(pathname)}: expected /rpc/{service}/{endpoint}`);
     const path = (endpoint.includes("/") ? endpointToPath("/" + endpoint) : endpointToPath(endpoint)) + (q === -1 ? "" : url.slice(q));
-    const call = rawCall(o, req, { service, path, label: endpoint.includes("/") ? "/" + endpoint.split("/")[0] : endpoint, body, contentType: req.headers["content-type"], requestId });
+    const call = rawCall(o, req, { service, path, label: endpoint.includes("/") ? "/" + endpoint.split("/")[0] : endpoint, body, contentType: req.headers["content-type"], requestId, rpc: endpoint.includes("/") ? undefined : endpoint });
     at.caller = true;
     await o.caller.call(call, res);
   };

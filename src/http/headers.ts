@@ -23,6 +23,10 @@ export const H = {
   appToken: "x-sidecar-app-token",
   /** publisher's sidecar → subscriber's sidecar (embedded broker): the request is a delivery to this topic. */
   deliver: "x-sidecar-deliver",
+  /** caller → callee sidecar: the node the caller picked; one sidecar may front several nodes of a service (POST /registry). */
+  node: "x-sidecar-node",
+  /** caller → callee sidecar: an RPC-style call (/rpc) and its method ("Say.Hello"), for a callee app that speaks JSON-RPC. */
+  rpc: "x-sidecar-rpc",
   /** caller ↔ callee sidecar over NATS: the request line and the status, in NATS headers. */
   method: "x-sidecar-method",
   path: "x-sidecar-path",

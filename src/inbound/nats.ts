@@ -12,12 +12,15 @@ import { neverReachedApp, type AppClient } from "./app-client.js";
 import type { InboundGate } from "./gate.js";
 import { checkAllowed, inboundTimeout, vouchedCaller } from "./server.js";
 import type { Secret } from "../http/auth.js";
+import { callJsonRpc, type Protocol } from "./jsonrpc.js";
 
 export interface NatsInboundOptions {
   service: string;
   nodeId: string;
   app: AppClient;
   gate: InboundGate;
+  /** app.protocol: how RPC-style calls (x-sidecar-rpc) reach the app. Default http. */
+  protocol?: Protocol;
   defaultTimeout: number;
   mesh: Secret;
   allow?: readonly string[] | undefined;
@@ -90,6 +93,12 @@ export class NatsInbound {
       headers.traceparent = traceparent;
       if (tracestate === undefined) delete headers.tracestate;
       else headers.tracestate = tracestate;
+      const rpcMethod = h?.get(H.rpc);
+      if (this.o.protocol === "jsonrpc" && rpcMethod) {
+        const answer = await callJsonRpc(this.o.app, this.o.service, rpcMethod, Buffer.from(msg.data), headers, deadline);
+        const { "content-length": _length, ...answerHeaders } = answer.headers;
+        return this.#reply(msg, answer.status, answerHeaders, answer.body);
+      }
       const upstream = await this.o.app.send({ method: h?.get(NH.method) || "POST", path: h?.get(NH.path) || "/", headers, body: Buffer.from(msg.data), deadline });
       const limit = maxBody(this.client);
       const chunks: Buffer[] = [];

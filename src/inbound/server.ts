@@ -11,12 +11,31 @@ import type { InboundGate, Refusal } from "./gate.js";
 import { readBody } from "../http/body.js";
 import { certifiedCaller } from "../tls/mesh.js";
 import { isValidName } from "../names.js";
+import { callJsonRpc, type Protocol } from "./jsonrpc.js";
+
+/** Where an inbound call goes: this sidecar's own app, or one it fronts (POST /registry). */
+export interface InboundTarget {
+  service: string;
+  app: AppClient;
+  gate: InboundGate;
+  /** How RPC-style calls (marked x-sidecar-rpc) reach the app. */
+  protocol: Protocol;
+}
+
+/** The apps a sidecar fronts besides its own: by node id (x-sidecar-node), else (no node named) by service. */
+export interface FrontedTargets {
+  find(service: string, node: string | undefined): InboundTarget | undefined;
+}
 
 export interface InboundOptions {
   /** The service this sidecar serves: calls for another one hit a stale record. */
   service: string;
   app: AppClient;
   gate: InboundGate;
+  /** app.protocol: how RPC-style calls reach the own app. Default http. */
+  protocol?: Protocol;
+  /** Apps fronted through POST /registry. */
+  fronted?: FrontedTargets | undefined;
   /** Default deadline for a call into the app when the caller sent none. */
   defaultTimeout: number;
   /** Local broker: hand a message a peer published (`caller`: the publisher, when vouched for) to this node's subscriptions; how many took it. */
@@ -66,7 +85,22 @@ export function inboundTimeout(value: unknown, fallback: number): number {
  * A call the app never saw is answered with `x-sidecar-refused` so the caller can try another node.
  */
 export class InboundHandler {
-  constructor(private readonly o: InboundOptions) {}
+  readonly #own: InboundTarget;
+
+  constructor(private readonly o: InboundOptions) {
+    this.#own = { service: o.service, app: o.app, gate: o.gate, protocol: o.protocol ?? "http" };
+  }
+
+  /** The app a peer's call is for: a fronted node it names (or, naming none, of its service), else the own app when the service is ours. */
+  #target(service: string | string[] | undefined, node: string | string[] | undefined): InboundTarget | undefined {
+    if (service === undefined) return this.#own;
+    if (typeof service !== "string") return undefined;
+    const named = typeof node === "string" ? node : undefined;
+    // A call naming no node (a requester that is not a sidecar of ours) for our own service is the own app's.
+    const fronted = named === undefined && service === this.o.service ? undefined : this.o.fronted?.find(service, named);
+    if (fronted) return fronted;
+    return service === this.o.service ? this.#own : undefined;
+  }
 
   readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
     const requestId = requestIdOf(req);
@@ -81,26 +115,27 @@ export class InboundHandler {
       return sendError(res, new SidecarError("UNAUTHORIZED", "a peer sidecar must send the mesh token (mesh.token)"), requestId, this.o.log);
     }
     const target = req.headers[H.service];
-    if (target !== undefined && target !== this.o.service) {
+    const to = this.#target(target, req.headers[H.node]);
+    if (!to) {
       return refuse({ code: "MISDIRECTED", message: `this sidecar serves '${this.o.service}', not ${JSON.stringify(target)} (stale registry record)` });
     }
     const caller = vouchedCaller({ mutualTls: this.o.mutualTls ?? false, meshToken: this.o.mesh.required }, certifiedCaller(req.socket), req.headers[H.caller]);
     const topic = req.headers[H.deliver];
     // Deliveries obey the allow list like calls: the publisher is the caller.
-    const denied = checkAllowed(this.o.allow, caller, this.o.service, typeof topic === "string" ? "publish to" : "call");
+    const denied = checkAllowed(this.o.allow, caller, to.service, typeof topic === "string" ? "publish to" : "call");
     if (denied) {
       if (typeof topic === "string") this.o.log.warn("delivery refused (inbound.allow)", { topic, publisher: caller ?? "(unknown)", requestId });
       return sendError(res, denied, requestId, this.o.log);
     }
     if (typeof topic === "string" && this.o.deliveries) return this.#receive(topic, caller, req, res, requestId, refuse);
-    const refusal = this.o.gate.enter();
+    const refusal = to.gate.enter();
     if (refusal) return refuse(refusal);
-    this.#forward(req, res, caller, requestId)
+    this.#forward(req, res, caller, requestId, to)
       .catch((err: unknown) => {
         if (neverReachedApp(err)) return sendError(res, err, requestId, this.o.log, { [H.refused]: "APP_UNREACHABLE" });
         sendError(res, err, requestId, this.o.log);
       })
-      .finally(() => this.o.gate.leave());
+      .finally(() => to.gate.leave());
   };
 
   /** A local-broker message from a peer: queue it for this node's subscriptions, 202. */
@@ -119,7 +154,7 @@ export class InboundHandler {
     );
   }
 
-  async #forward(req: IncomingMessage, res: ServerResponse, caller: string | undefined, requestId: string): Promise<void> {
+  async #forward(req: IncomingMessage, res: ServerResponse, caller: string | undefined, requestId: string, to: InboundTarget): Promise<void> {
     const deadline = new Deadline(inboundTimeout(req.headers[H.timeout], this.o.defaultTimeout));
     const onClose = () => {
       if (!res.writableFinished) deadline.cancel();
@@ -129,7 +164,15 @@ export class InboundHandler {
     headers[H.requestId] = requestId;
     headers[H.timeout] = String(deadline.ms);
     try {
-      const upstream = await this.o.app.send({ method: req.method ?? "GET", path: req.url ?? "/", headers, body: req, deadline });
+      const method = req.headers[H.rpc];
+      if (to.protocol === "jsonrpc" && typeof method === "string") {
+        // An RPC-style call for a JSON-RPC app: the request is small and buffered (api.maxBody at the caller).
+        const answer = await callJsonRpc(to.app, to.service, method, await readBody(req, this.o.maxBody), headers, deadline);
+        answer.headers[H.requestId] = requestId;
+        res.writeHead(answer.status, answer.headers).end(answer.body);
+        return;
+      }
+      const upstream = await to.app.send({ method: req.method ?? "GET", path: req.url ?? "/", headers, body: req, deadline });
       // The app's own x-sidecar-refused (or any internal header) must not steer the calling sidecar.
       const back = publicHeaders(upstream.headers);
       back[H.requestId] = requestId;

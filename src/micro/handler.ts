@@ -43,7 +43,7 @@ export function microPathHandler(o: MicroPathOptions): (req: IncomingMessage, re
     const path = endpointToPath(route.method) + query;
     const body = await readBody(req, o.maxBody);
     // micro's path form took a JSON body: JSON unless the app says otherwise.
-    return rawCall(o, req, { service, path, label: route.method, body, contentType: req.headers["content-type"] ?? "application/json", requestId });
+    return rawCall(o, req, { service, path, label: route.method, body, contentType: req.headers["content-type"] ?? "application/json", requestId, rpc: route.method });
   };
   const proxy = (req: IncomingMessage, url: string, pathname: string, requestId: string): Call => {
     const service = proxyRoute(o.namespace, pathname);
