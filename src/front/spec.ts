@@ -2,6 +2,7 @@ import net from "node:net";
 import { SidecarError } from "../errors.js";
 import type { Protocol } from "../inbound/jsonrpc.js";
 import { isValidName, show } from "../names.js";
+import { goFields } from "../micro/go-json.js";
 
 /** Most nodes one sidecar fronts through POST /registry (its own app not counted). */
 export const MAX_FRONTED_NODES = 64;
@@ -52,7 +53,8 @@ export function parseService(body: Buffer, rules: SpecRules, nodesRequired: bool
     throw new SidecarError("BAD_JSON", `the request body is not valid JSON: ${(err as Error).message}`);
   }
   if (typeof value !== "object" || value === null || Array.isArray(value)) throw invalid(`the body must be micro's service object {"name", "nodes": [...]}, got ${show(value)}`);
-  const s = value as Record<string, unknown>;
+  // Go decoded micro's JSON case-insensitively: its own README registers {"Name", "Nodes": [{"Port", "Address", "Id"}]}.
+  const s = goFields(value as Record<string, unknown>, ["name", "version", "metadata", "nodes"] as const);
   if (typeof s.name !== "string") throw invalid(s.name === undefined ? "field 'name' is required" : `field 'name' must be a string, got ${show(s.name)}`);
   if (!isValidName(s.name)) throw new SidecarError("INVALID_NAME", `service name ${show(s.name)} must match [A-Za-z0-9][A-Za-z0-9._-]{0,62}`);
   const service = s.name;
@@ -70,7 +72,7 @@ export function parseService(body: Buffer, rules: SpecRules, nodesRequired: bool
   s.nodes.forEach((n: unknown, i: number) => {
     const where = `nodes[${i}]`;
     if (typeof n !== "object" || n === null || Array.isArray(n)) throw invalid(`${where} must be an object {"id", "address", "port"}, got ${show(n)}`);
-    const node = n as Record<string, unknown>;
+    const node = goFields(n as Record<string, unknown>, ["id", "address", "port", "metadata"] as const);
     if (!isValidName(node.id)) throw new SidecarError("INVALID_NAME", `${where}.id ${show(node.id)} must match [A-Za-z0-9][A-Za-z0-9._-]{0,62}`);
     ids.push(node.id);
     if (!nodesRequired) return; // DELETE needs the ids only
