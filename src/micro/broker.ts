@@ -115,6 +115,9 @@ export class MicroBroker {
       (wss) => {
         if (this.#closed) return refuse(new SidecarError("SHUTTING_DOWN", "the sidecar is shutting down"));
         wss.handleUpgrade(req, socket, head, (ws) => {
+          // A frame over the limit, a bad frame, a reset: ws emits 'error' and closes the socket
+          // (1009 for a large frame); unheard, it would be an uncaught exception that ends the sidecar.
+          ws.on("error", (err) => this.o.log.debug("a /broker WebSocket failed", { topic, queue, error: err.message }));
           this.#groups!.join(ws, { topic, queue: queue ?? `ws-${randomUUID()}`, shared: queue !== undefined, contentType }).catch((err: unknown) => {
             this.o.log.warn("a /broker WebSocket subscriber could not subscribe", { topic, queue, error: (err as Error).message });
             ws.close(1011, "cannot subscribe");

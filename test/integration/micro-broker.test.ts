@@ -140,6 +140,13 @@ for (const backbone of ["local", "nats"] as const) {
       assert.ok(q1.bodies().some((b) => b.startsWith("job ")) && q2.bodies().some((b) => b.startsWith("job ")), "both members took some");
     });
 
+    it("a frame over 16 KiB (micro's read limit) closes its WebSocket with 1009 and publishes nothing", async () => {
+      const s = await subscriber(sub, "topic=ws.big");
+      const closed = new Promise<number>((r) => s.ws.once("close", (c) => r(c)));
+      s.ws.send(Buffer.alloc(16_385, "x"));
+      assert.equal(await closed, 1009);
+    });
+
     it("bad requests answer a clear 4xx: no topic, a control character, GET without an upgrade, another method, an upgrade elsewhere", async () => {
       const code = async (res: Response) => ((await res.json()) as { error: { code: string } }).error.code;
       let res = await fetch(`${pub}/broker`, { method: "POST", body: "x" });
