@@ -300,6 +300,8 @@ export class Sidecar {
       endpoints: [],
       subscriptions: [],
       registeredAt: new Date().toISOString(),
+      // Callers mark RPC-style calls only for nodes whose record says JSON-RPC.
+      ...(config.app.protocol === "jsonrpc" ? { protocol: "jsonrpc" as const } : {}),
     };
     this.#registrar = new Registrar(this.#registry, this.#node, config.registry.ttl, log.child({ component: "registrar" }));
     if (config.transport.kind === "nats" && nats) {

@@ -160,24 +160,19 @@ export class Caller {
       balancer.start(node.id);
       let upstream: UpstreamResponse;
       try {
-        upstream = await this.#transport(node).send(node, {
-          method: call.method,
-          path: call.path,
-          headers: {
-            ...call.headers,
-            // The api listener made this hop's span the parent (tagRequest); a call built elsewhere starts a trace.
-            traceparent: call.headers.traceparent ?? nextTraceparent(undefined),
-            [H.service]: call.service,
-            [H.caller]: this.self,
-            [H.timeout]: String(deadline.remaining()),
-            [H.requestId]: call.requestId,
-            // Which of the callee sidecar's nodes (it may front several of one service), and how to hand the call over.
-            [H.node]: node.id,
-            ...(call.rpc === undefined ? {} : { [H.rpc]: call.rpc }),
-          },
-          body: call.body,
-          deadline,
-        });
+        const headers: OutgoingHttpHeaders = {
+          ...call.headers,
+          // The api listener made this hop's span the parent (tagRequest); a call built elsewhere starts a trace.
+          traceparent: call.headers.traceparent ?? nextTraceparent(undefined),
+          [H.service]: call.service,
+          [H.caller]: this.self,
+          [H.timeout]: String(deadline.remaining()),
+          [H.requestId]: call.requestId,
+        };
+        // Only what the callee's record says it needs: which of the nodes its sidecar serves, and that an RPC-style call is one.
+        if (node.fronted) headers[H.node] = node.id;
+        if (node.protocol === "jsonrpc" && call.rpc !== undefined) headers[H.rpc] = call.rpc;
+        upstream = await this.#transport(node).send(node, { method: call.method, path: call.path, headers, body: call.body, deadline });
       } catch (err) {
         balancer.end(node.id, deadline.cancelled && !deadline.expired ? "neutral" : "failure", nodes);
         if (deadline.cancelled) throw timeout(call, err);

@@ -97,6 +97,8 @@ export class FrontedApps implements FrontedTargets {
     if (old && old.spec.host === spec.host && old.spec.port === spec.port) {
       // micro apps may register again (a re-POST): keep the node, take the new metadata, version, protocol and ttl.
       Object.assign(old.record, { version: spec.version, metadata: spec.metadata });
+      if (spec.protocol === "jsonrpc") old.record.protocol = "jsonrpc";
+      else delete old.record.protocol;
       old.spec = spec;
       old.protocol = spec.protocol;
       old.forgetAfter = forgetAfter;
@@ -119,6 +121,8 @@ export class FrontedApps implements FrontedTargets {
       endpoints: [],
       subscriptions: [],
       registeredAt: new Date().toISOString(),
+      fronted: true,
+      ...(spec.protocol === "jsonrpc" ? { protocol: "jsonrpc" as const } : {}),
     };
     const f: Fronted = {
       service: spec.service,

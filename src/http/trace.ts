@@ -58,6 +58,11 @@ export interface Traceparent {
  */
 export function parseTraceparent(value: unknown): Traceparent | undefined {
   if (typeof value !== "string") return undefined;
+  // The common case first, with no copy: a version-00 header, exactly as sidecars and SDKs send it.
+  if (value.length === V00_LENGTH && value.charCodeAt(0) === 0x30 && value.charCodeAt(1) === 0x30) {
+    const m = V00.exec(value);
+    if (m && (m[4] === "01" || m[4] === "00")) return m[2] === ZERO_TRACE || m[3] === ZERO_PARENT ? undefined : { traceId: m[2]!, parentId: m[3]!, flags: m[4] };
+  }
   const s = value.replace(OWS, "");
   if (s.length < V00_LENGTH) return undefined;
   const version = s.slice(0, 2);

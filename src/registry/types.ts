@@ -10,6 +10,14 @@ export interface NodeRecord {
   endpoints: string[];
   subscriptions: string[];
   registeredAt: string;
+  /**
+   * How the node's sidecar hands an RPC-style call to the app: absent for plain HTTP (the
+   * default), `jsonrpc` for go-micro's JSON-RPC. Callers mark RPC-style calls (x-sidecar-rpc) for
+   * such nodes only: the common call carries no header it does not need.
+   */
+  protocol?: "jsonrpc";
+  /** An app fronted through POST /registry: its sidecar serves other nodes too, so calls name the node (x-sidecar-node). */
+  fronted?: true;
 }
 
 /**
@@ -59,5 +67,7 @@ export function parseNodeRecord(value: unknown): NodeRecord | undefined {
     endpoints: Array.isArray(r.endpoints) ? r.endpoints : [],
     subscriptions: Array.isArray(r.subscriptions) ? r.subscriptions : [],
     registeredAt: typeof r.registeredAt === "string" ? r.registeredAt : "",
+    ...(r.protocol === "jsonrpc" ? { protocol: "jsonrpc" as const } : {}),
+    ...(r.fronted === true ? { fronted: true as const } : {}),
   };
 }
