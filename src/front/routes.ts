@@ -58,8 +58,19 @@ export function microRegistryHandler(o: RegistryRouteOptions): (req: IncomingMes
     if (req.method === "POST") {
       const ttl = url.searchParams.get("ttl");
       const { specs } = parseService(body, o.rules, true);
-      const nodes = await o.front.add(specs, ttl === null ? undefined : parseTtl(ttl));
-      return sendJson(res, 200, { nodes });
+      // micro ignored a ttl Go could not parse (`?ttl=10`, no unit) and registered anyway: so do we, and say so.
+      let ttlMs: number | undefined;
+      let ignored: string | undefined;
+      if (ttl !== null) {
+        try {
+          ttlMs = parseTtl(ttl);
+        } catch (err) {
+          ignored = (err as Error).message;
+          o.log.warn("POST /registry: ?ttl= ignored (micro ignored a ttl it could not parse); the default applies", { ttl, error: ignored });
+        }
+      }
+      const nodes = await o.front.add(specs, ttlMs);
+      return sendJson(res, 200, { nodes, ...(ignored === undefined ? {} : { ignored: { ttl: ignored } }) });
     }
     const { service, ids } = parseService(body, o.rules, false);
     const removed = await o.front.remove(service, ids);
