@@ -2,6 +2,7 @@ import http, { STATUS_CODES, type RequestListener } from "node:http";
 import https from "node:https";
 import { errorBody } from "../errors.js";
 import type { Logger } from "../log.js";
+import { waitIdle } from "../lifecycle/wait-idle.js";
 import { requestFields, tagRequest } from "./headers.js";
 import type { AddressInfo } from "node:net";
 
@@ -113,14 +114,7 @@ export class Listener {
       if (!this.server.listening) return;
       const closed = new Promise<void>((r) => this.server.close(() => r()));
       this.server.closeIdleConnections();
-      if (this.#inFlight > 0) {
-        let timer: NodeJS.Timeout | undefined;
-        await Promise.race([
-          new Promise<void>((r) => (this.#idle = r)),
-          new Promise<void>((r) => (timer = setTimeout(r, timeout))),
-        ]);
-        clearTimeout(timer);
-      }
+      await waitIdle(() => this.#inFlight === 0, (wake) => (this.#idle = wake), timeout);
       this.server.closeAllConnections();
       await closed;
     })();

@@ -1,4 +1,5 @@
 import type { ErrorCode } from "../errors.js";
+import { waitIdle } from "../lifecycle/wait-idle.js";
 
 export interface GateOptions {
   service: string;
@@ -56,9 +57,6 @@ export class InboundGate {
 
   /** Resolves once no call is in flight, or after `timeout` ms. */
   async idle(timeout: number): Promise<void> {
-    if (this.#inFlight === 0) return;
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([new Promise<void>((r) => this.#idle.push(r)), new Promise<void>((r) => (timer = setTimeout(r, timeout)))]);
-    clearTimeout(timer);
+    await waitIdle(() => this.#inFlight === 0, (wake) => this.#idle.push(wake), timeout);
   }
 }
