@@ -338,7 +338,7 @@ export class Sidecar implements Component {
         front.refresh();
       });
     log.info("listening", { api: `${api.address}:${api.port}`, inbound: `${meshTls ? "https" : "http"}://${bound.address}:${bound.port}`, meshTls: meshTls ? (meshTls.mutual ? "mutual" : "server") : "off", advertise: this.#node.address, node: this.#node.id });
-    this.#checker.start();
+    await this.#checker.start();
   }
 
   /**
@@ -363,7 +363,7 @@ export class Sidecar implements Component {
       }
       // A shutdown that began while we asked the app or subscribed must not be undone by registering.
       if (this.#draining) return;
-      this.#natsInbound?.start();
+      await this.#natsInbound?.start();
       await this.#registrar!.up();
     } else {
       await this.#registrar!.down(`app health check failing: ${reason ?? "unknown"}`);
@@ -398,10 +398,10 @@ export class Sidecar implements Component {
     await step("registrar", this.#registrar, () => this.#registrar!.down("shutdown"));
     await step("front:deregister", this.#front, () => this.#front!.stop());
     // Stop taking messages; deliveries in flight finish and are acknowledged.
-    await step("subscriptions", this.#subscriptions, () => this.#subscriptions!.stop(shutdownTimeout));
+    await step("subscriptions", this.#subscriptions, () => this.#subscriptions!.close(shutdownTimeout));
     await step("gate:drain", this.#gate, () => this.#gate!.drain());
     await step("micro-broker", this.#microBroker, () => this.#microBroker!.close());
-    await step("nats-inbound", this.#natsInbound, () => this.#natsInbound!.stop());
+    await step("nats-inbound", this.#natsInbound, () => this.#natsInbound!.close());
     // Keep the inbound listener open a moment: callers still holding pooled connections get a
     // refusal (and Connection: close) and go elsewhere, instead of a reset they could not tell
     // from a sidecar dying mid-request.

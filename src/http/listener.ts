@@ -3,6 +3,7 @@ import https from "node:https";
 import { errorBody } from "../errors.js";
 import type { Logger } from "../log.js";
 import { waitIdle } from "../lifecycle/wait-idle.js";
+import { closedError } from "../lifecycle/component.js";
 import { requestFields, tagRequest } from "./headers.js";
 import type { AddressInfo } from "node:net";
 
@@ -90,7 +91,9 @@ export class Listener {
     return this.#inFlight;
   }
 
+  /** Listen on host:port. After close() it rejects with CLOSED: a closed listener is not reopened. */
   async start(host: string, port: number): Promise<AddressInfo> {
+    if (this.#closing) throw closedError(`${this.name} listener`);
     await new Promise<void>((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException) => {
         reject(new Error(`cannot listen on ${host}:${port} for the ${this.name} listener: ${err.message}`, { cause: err }));

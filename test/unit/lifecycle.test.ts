@@ -1,6 +1,11 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { SidecarError } from "../../src/errors.js";
+import { HealthChecker } from "../../src/health/checker.js";
+import { Listener } from "../../src/http/listener.js";
+import { AppClient } from "../../src/inbound/app-client.js";
+import { InboundGate } from "../../src/inbound/gate.js";
+import { silentLogger } from "../../src/log.js";
 import { ComponentStack, Lifecycle } from "../../src/lifecycle/component.js";
 import { waitIdle, withDeadline } from "../../src/lifecycle/wait-idle.js";
 
@@ -126,5 +131,40 @@ describe("waitIdle and withDeadline", () => {
     assert.equal(await withDeadline(new Promise<string>(() => undefined), 20, "late"), "late");
     await assert.rejects(withDeadline(Promise.reject(new Error("boom")), 60_000, "late"), /boom/);
     assert.equal(timers(), before);
+  });
+});
+
+describe("the components have the one lifecycle", () => {
+  const isClosed = (err: unknown) => err instanceof SidecarError && err.code === "CLOSED";
+
+  it("HealthChecker, AppClient, InboundGate, Listener: close twice is one close; start after close rejects CLOSED", async () => {
+    const checker = new HealthChecker({ host: "127.0.0.1", port: 1, interval: 60_000, timeout: 100, failureThreshold: 1, successThreshold: 1 }, silentLogger());
+    await checker.start();
+    await checker.start();
+    const app = new AppClient({ service: "s", host: "127.0.0.1", port: 1 });
+    const gate = new InboundGate({ service: "s", accepting: () => true });
+    const listener = new Listener("test", (_req, res) => res.end());
+    await listener.start("127.0.0.1", 0);
+    for (const c of [checker, app, gate]) {
+      const first = c.close();
+      assert.equal(c.close(), first);
+      await first;
+      await assert.rejects(c.start(), isClosed);
+    }
+    await listener.close(100);
+    await assert.rejects(listener.start("127.0.0.1", 0), isClosed);
+  });
+
+  it("InboundGate.close(deadline) drains (refuses new calls) and waits for the call in flight", async () => {
+    const gate = new InboundGate({ service: "s", accepting: () => true });
+    assert.equal(gate.enter(), undefined);
+    let done = false;
+    const closing = gate.close(5_000).then(() => (done = true));
+    assert.equal(gate.enter()?.code, "SHUTTING_DOWN");
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(done, false, "still waiting for the call in flight");
+    gate.leave();
+    await closing;
+    assert.equal(done, true);
   });
 });
