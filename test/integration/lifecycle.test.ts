@@ -9,6 +9,7 @@ import { silentLogger } from "../../src/log.js";
 import { Sidecar } from "../../src/sidecar.js";
 import { TestApp } from "../support/app.js";
 import { freePort } from "../support/ports.js";
+import { NatsServer } from "../support/nats.js";
 import { apiUrl, rpc, SidecarProcess, startSidecar, testSettings, waitFor } from "../support/sidecar.js";
 
 
@@ -148,6 +149,22 @@ describe("the in-process sidecar's one lifecycle: close order, double close, no 
     assert.deepEqual(sidecar.closedComponents, [], "nothing closed before close()");
     await sidecar.close();
     assert.deepEqual(sidecar.closedComponents, ORDER);
+  });
+
+  it("with NATS (registry and transport): NATS inbound stops in the drain phase, the NATS connection closes last", async () => {
+    const nats = await NatsServer.start();
+    try {
+      const app = await TestApp.start("natsclosing");
+      apps.push(app);
+      const sidecar = await startSidecar(testSettings({ service: "natsclosing", appPort: app.port, registry: { nats: nats.url }, extra: ["transport.kind=nats"] }));
+      await waitFor(async () => sidecar.registered, "the node registered");
+      await sidecar.close();
+      const order = [...ORDER];
+      order.splice(order.indexOf("micro-broker") + 1, 0, "nats-inbound");
+      assert.deepEqual(sidecar.closedComponents, [...order, "nats"]);
+    } finally {
+      await nats.stop();
+    }
   });
 
   it("a second close() is the same close: it resolves without doing anything again; a caller mid-close waits for it", async () => {
