@@ -29,6 +29,7 @@ export const ERRORS = {
   NO_HEALTHY_NODE: { status: 503, doc: "the service is known but has no healthy node right now" },
   APP_UNAVAILABLE: { status: 503, doc: "this sidecar's app is not passing its health check, so it takes no calls" },
   SHUTTING_DOWN: { status: 503, doc: "the sidecar is shutting down and takes no new calls" },
+  CLOSED: { status: 503, doc: "the component was closed and cannot be started again" },
   STARTING: { status: 503, doc: "the sidecar is still starting (e.g. waiting for NATS); Retry-After" },
   BROKER_UNAVAILABLE: { status: 503, doc: "the broker did not take the published message (not connected, or JetStream did not store it)" },
   OVERLOADED: { status: 503, doc: "the callee's app already has app.maxConcurrency calls in flight (Retry-After)" },

@@ -36,6 +36,7 @@ import { Selector } from "./selector/index.js";
 import { MeshTls } from "./tls/mesh.js";
 import { formatAddress, HttpTransport } from "./transport/http.js";
 import { FrontedApps } from "./front/fronted.js";
+import { ComponentStack, Lifecycle, type Component } from "./lifecycle/component.js";
 import { isMicroRegistryRoute, microRegistryHandler } from "./front/routes.js";
 import { NatsTransport } from "./transport/nats.js";
 import type { Transport } from "./transport/types.js";
@@ -85,9 +86,10 @@ export function advertisedAddress(config: Config, boundPort: number, log: Logger
 /**
  * The composition root (DESIGN §9). start: connect backends → start listeners → check the app →
  * register once it passes. close: deregister first → refuse new inbound calls → drain in-flight
- * calls up to shutdownTimeout → close the registry and NATS. Both idempotent.
+ * calls up to shutdownTimeout → close the rest, last started first (the component stack), ending
+ * with the registry and NATS. Both idempotent; start() after close() rejects with CLOSED.
  */
-export class Sidecar {
+export class Sidecar implements Component {
   readonly log: Logger;
   #nats: Promise<NatsClient> | undefined;
   #registry: Registry | undefined;
@@ -118,7 +120,9 @@ export class Sidecar {
   /** Aborted by close(): a start still waiting (for NATS) gives up. */
   readonly #stop = new AbortController();
   #starting: Promise<void> | undefined;
-  #closing: Promise<void> | undefined;
+  readonly #lifecycle = new Lifecycle("sidecar", { start: () => (this.#starting = this.#start()), close: (deadlineMs) => this.#close(deadlineMs) });
+  /** What close() closes after the drain, last pushed first. */
+  readonly #components = new ComponentStack();
 
   readonly #recent = new RecentEvents();
 
@@ -148,9 +152,13 @@ export class Sidecar {
     return this.#registrar?.registered ?? false;
   }
 
+  /** The names of the components close() has closed (or the shutdown steps it has done), in order. */
+  get closedComponents(): readonly string[] {
+    return this.#components.closed;
+  }
+
   start(): Promise<void> {
-    this.#starting ??= this.#start();
-    return this.#starting;
+    return this.#lifecycle.start();
   }
 
   async #start(): Promise<void> {
@@ -163,6 +171,11 @@ export class Sidecar {
         { dir: config.registry.dir },
       );
     }
+    // NATS (what the nats registry, transport and broker use) is connected before anything that
+    // needs it, so it is at the bottom of the stack: closed after all of them.
+    if (config.registry.kind === "nats" || config.transport.kind === "nats" || config.broker.kind === "nats") {
+      this.#components.push("nats", { close: async () => (this.#nats ? (await this.#nats.catch(() => undefined))?.close() : undefined) });
+    }
     // The api listener answers at once: while the backbone is not there yet (NATS unreachable),
     // the app gets a clear 503 STARTING and orchestrators a live process, not a refused connection.
     const accessLog = config.log.requests ? log.child({ component: "access" }) : undefined;
@@ -170,6 +183,7 @@ export class Sidecar {
     const api = await this.#apiListener.start(config.api.host, config.api.port);
     log.info("api listening", { api: `${api.address}:${api.port}` });
     this.#registry = await createRegistry({ config, log: log.child({ component: "registry" }), nats: () => this.#natsClient(), signal: this.#stop.signal });
+    this.#components.push("registry", this.#registry);
     this.#view = new RegistryView(this.#registry, config.registry.ttl, log.child({ component: "registry-view" }));
     await this.#view.start();
     // Calls go out over the transport each callee's record names: http always, nats when connected to NATS.
@@ -197,15 +211,19 @@ export class Sidecar {
     });
 
     const broker = (this.#broker = await createBroker({ config, log: log.child({ component: "broker" }), view, nats: () => this.#natsClient(), meshTls }));
+    this.#components.push("broker", broker);
     this.#relay = new Relay({ app: config.app, service: config.service.name, appToken: config.app.token, log: log.child({ component: "relay" }), broker: () => broker });
+    this.#components.push("relay", this.#relay);
     this.#subscriptions = new Subscriptions(broker, this.#relay, log.child({ component: "subscriptions" }));
     this.#subscriptions.add(config.subscriptions.map((c) => resolveSpec(c, { service: config.service.name, timeout: config.calls.timeout })));
 
     this.#checker = new HealthChecker({ host: config.app.host, port: config.app.port, token: config.app.token, ...config.app.health }, log.child({ component: "health" }));
     this.#gate = new InboundGate({ service: config.service.name, accepting: () => this.#checker?.state === "passing", maxConcurrency: config.app.maxConcurrency });
-    this.#appClient = new AppClient({ service: config.service.name, host: config.app.host, port: config.app.port, token: config.app.token });
     const { interval, timeout, failureThreshold, successThreshold } = config.app.health;
     const front = (this.#front = new FrontedApps({ registry: this.#registry, view, ttl: config.registry.ttl, address: () => this.node.address, ownNode: () => this.#node?.id, health: { interval, timeout, failureThreshold, successThreshold }, maxConcurrency: config.app.maxConcurrency, log: log.child({ component: "front" }) }));
+    this.#components.push("front", front);
+    this.#appClient = new AppClient({ service: config.service.name, host: config.app.host, port: config.app.port, token: config.app.token });
+    this.#components.push("app-client", this.#appClient);
     const inbound = new InboundHandler({
       service: config.service.name,
       app: this.#appClient,
@@ -320,7 +338,7 @@ export class Sidecar {
         front.refresh();
       });
     log.info("listening", { api: `${api.address}:${api.port}`, inbound: `${meshTls ? "https" : "http"}://${bound.address}:${bound.port}`, meshTls: meshTls ? (meshTls.mutual ? "mutual" : "server") : "off", advertise: this.#node.address, node: this.#node.id });
-    this.#checker.start();
+    await this.#checker.start();
   }
 
   /**
@@ -345,7 +363,7 @@ export class Sidecar {
       }
       // A shutdown that began while we asked the app or subscribed must not be undone by registering.
       if (this.#draining) return;
-      this.#natsInbound?.start();
+      await this.#natsInbound?.start();
       await this.#registrar!.up();
     } else {
       await this.#registrar!.down(`app health check failing: ${reason ?? "unknown"}`);
@@ -359,43 +377,46 @@ export class Sidecar {
     return this.#nats;
   }
 
-  close(): Promise<void> {
-    this.#closing ??= this.#close();
-    return this.#closing;
+  /** Shut down (see the class comment), letting calls in flight finish within `deadlineMs` (default shutdownTimeout). */
+  close(deadlineMs?: number): Promise<void> {
+    return this.#lifecycle.close(deadlineMs);
   }
 
-  async #close(): Promise<void> {
-    const { log, config } = this;
-    log.info("shutting down: deregistering, then draining calls in flight", { timeoutMs: config.shutdownTimeout });
+  async #close(deadlineMs?: number): Promise<void> {
+    const { log } = this;
+    const shutdownTimeout = deadlineMs ?? this.config.shutdownTimeout;
+    const components = this.#components;
+    /** One shutdown step, listed in closedComponents once done; skipped for a component never made. */
+    const step = async (name: string, present: unknown, fn: () => Promise<unknown> | unknown) => (present === undefined ? undefined : components.step(name, fn));
+    log.info("shutting down: deregistering, then draining calls in flight", { timeoutMs: shutdownTimeout });
     this.#draining = true;
     this.#stop.abort();
     await this.#starting?.catch(() => undefined);
-    this.#checker?.close();
+    // The drain phase: its order is deliberate (deregister before refusing calls, refuse before closing).
+    await step("health", this.#checker, () => this.#checker!.close());
     await this.#transitions; // a health transition in progress finishes (and sees #draining) first
-    await this.#registrar?.down("shutdown");
-    await this.#front?.stop();
+    await step("registrar", this.#registrar, () => this.#registrar!.down("shutdown"));
+    await step("front:deregister", this.#front, () => this.#front!.stop());
     // Stop taking messages; deliveries in flight finish and are acknowledged.
-    await this.#subscriptions?.stop(config.shutdownTimeout);
-    this.#gate?.drain();
-    await this.#microBroker?.close();
-    await this.#natsInbound?.stop();
+    await step("subscriptions", this.#subscriptions, () => this.#subscriptions!.close(shutdownTimeout));
+    await step("gate:drain", this.#gate, () => this.#gate!.drain());
+    await step("micro-broker", this.#microBroker, () => this.#microBroker!.close());
+    await step("nats-inbound", this.#natsInbound, () => this.#natsInbound!.close());
     // Keep the inbound listener open a moment: callers still holding pooled connections get a
     // refusal (and Connection: close) and go elsewhere, instead of a reset they could not tell
     // from a sidecar dying mid-request.
-    await new Promise((r) => setTimeout(r, Math.min(DRAIN_GRACE_MS, config.shutdownTimeout)));
-    await Promise.all([
-      this.#inboundListener?.close(config.shutdownTimeout),
-      this.#apiListener?.close(config.shutdownTimeout),
-      this.#gate?.idle(config.shutdownTimeout), // calls that came over NATS
-    ]);
-    this.#view?.close();
-    await Promise.all([...this.#transports.values()].map((t) => t.close()));
-    this.#appClient?.close();
-    this.#front?.close();
-    this.#relay?.close();
-    await this.#broker?.close();
-    await this.#registry?.close();
-    if (this.#nats) await (await this.#nats.catch(() => undefined))?.close();
+    await new Promise((r) => setTimeout(r, Math.min(DRAIN_GRACE_MS, shutdownTimeout)));
+    await step("listeners", this.#apiListener, () =>
+      Promise.all([
+        this.#inboundListener?.close(shutdownTimeout),
+        this.#apiListener?.close(shutdownTimeout),
+        this.#gate?.idle(shutdownTimeout), // calls that came over NATS
+      ]),
+    );
+    await step("registry-view", this.#view, () => this.#view!.close());
+    await step("transports", this.#transports.size > 0 || undefined, () => Promise.all([...this.#transports.values()].map((t) => t.close())));
+    // The rest, last started first: app client, front, relay, broker, registry, NATS.
+    await components.closeAll();
     log.info("stopped");
   }
 }

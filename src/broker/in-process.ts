@@ -1,4 +1,5 @@
 import type { Logger } from "../log.js";
+import { waitIdle } from "../lifecycle/wait-idle.js";
 import type { DeliverFn, Delivery, SubscriptionSpec } from "./types.js";
 
 /**
@@ -147,11 +148,7 @@ export class InProcessDeliveries {
 
   async stop(timeout: number): Promise<void> {
     this.#stopped = true;
-    if (this.#inFlight > 0) {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([new Promise<void>((r) => this.#idle.push(r)), new Promise<void>((r) => (timer = setTimeout(r, timeout)))]);
-      clearTimeout(timer);
-    }
+    await waitIdle(() => this.#inFlight === 0, (wake) => this.#idle.push(wake), timeout);
     const lost = [...this.#queue.slice(this.#head), ...this.#retries.values()];
     for (const t of this.#retries.keys()) clearTimeout(t);
     this.#retries.clear();

@@ -1,5 +1,6 @@
 import { AckPolicy, DeliverPolicy, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg } from "@nats-io/jetstream";
 import type { Logger } from "../log.js";
+import { waitIdle } from "../lifecycle/wait-idle.js";
 import { fromNats } from "../nats/headers.js";
 import type { ActiveSubscription, DeliverFn, Delivery, SubscriptionSpec } from "./types.js";
 
@@ -248,12 +249,8 @@ export class JetStreamSubscription implements ActiveSubscription {
     this.#wake?.();
     await this.#messages?.close();
     await this.#loop;
-    if (this.#inFlight > 0) {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([new Promise<void>((r) => this.#idle.push(r)), new Promise<void>((r) => (timer = setTimeout(r, timeout)))]);
-      clearTimeout(timer);
-      // Whatever is still in flight stays unacknowledged: JetStream redelivers it after ack_wait.
-    }
+    // Whatever is still in flight at the deadline stays unacknowledged: JetStream redelivers it after ack_wait.
+    await waitIdle(() => this.#inFlight === 0, (wake) => this.#idle.push(wake), timeout);
     // Before the connection closes: acks still waiting for this turn's batch go out now.
     this.#flushAcks();
   }

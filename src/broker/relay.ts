@@ -2,6 +2,7 @@ import http from "node:http";
 import { H, toApp } from "../http/headers.js";
 import { isStructured } from "./cloudevents.js";
 import type { Logger } from "../log.js";
+import { Lifecycle, type Component } from "../lifecycle/component.js";
 import { formatAddress } from "../transport/http.js";
 import type { Broker, DeliverFn, Delivery, Outcome, SubscriptionCounters, SubscriptionSpec } from "./types.js";
 
@@ -35,7 +36,8 @@ interface Answer {
  * a 4xx, or the last attempt, goes to the dead-letter topic with the reason in headers. Nothing
  * is dropped silently: without a dead-letter topic the message id is logged as an error.
  */
-export class Relay {
+export class Relay implements Component {
+  readonly #lifecycle = new Lifecycle("relay", { close: () => this.#agent.destroy() });
   readonly #agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
 
   /** The Host header: with a flat header list node:http does not add it. */
@@ -130,7 +132,13 @@ export class Relay {
     return { kind: "dead" };
   }
 
-  close(): void {
-    this.#agent.destroy();
+  /** Nothing to open: the agent connects on the first delivery. After close() it rejects with CLOSED. */
+  start(): Promise<void> {
+    return this.#lifecycle.start();
+  }
+
+  /** Close the pooled connections to the app (synchronously). Idempotent. */
+  close(): Promise<void> {
+    return this.#lifecycle.close();
   }
 }

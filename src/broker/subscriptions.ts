@@ -1,6 +1,7 @@
 import http from "node:http";
 import { subscriptionSchema, type SubscriptionConfig } from "../config/schema.js";
 import type { Logger } from "../log.js";
+import { Lifecycle, type Component } from "../lifecycle/component.js";
 import type { Relay } from "./relay.js";
 import type { ActiveSubscription, Broker, SubscriptionCounters, SubscriptionSpec } from "./types.js";
 
@@ -55,14 +56,18 @@ interface Entry {
   error?: string;
 }
 
+/** How long close() without a deadline lets deliveries in flight finish. */
+const STOP_DEADLINE_MS = 10_000;
+
 /**
  * The subscriptions of this sidecar: started once the app first passes its health check,
  * paused while it fails, resumed when it recovers, stopped (in-flight deliveries finishing)
  * at shutdown.
  */
-export class Subscriptions {
+
+export class Subscriptions implements Component {
+  readonly #lifecycle = new Lifecycle("subscriptions", { start: () => this.#start(), close: (deadlineMs) => this.stop(deadlineMs ?? STOP_DEADLINE_MS) });
   #entries: Entry[] = [];
-  #started = false;
 
   constructor(private readonly broker: Broker, private readonly relay: Relay, private readonly log: Logger) {}
 
@@ -85,9 +90,17 @@ export class Subscriptions {
     return this.#entries.every((e) => e.error === undefined);
   }
 
-  async start(): Promise<void> {
-    if (this.#started) return;
-    this.#started = true;
+  /** Subscribe every subscription added so far, once (concurrent callers share it); after close() it rejects with CLOSED. */
+  start(): Promise<void> {
+    return this.#lifecycle.start();
+  }
+
+  /** Stop every subscription, deliveries in flight finishing within `deadlineMs`. Idempotent. */
+  close(deadlineMs?: number): Promise<void> {
+    return this.#lifecycle.close(deadlineMs);
+  }
+
+  async #start(): Promise<void> {
     await Promise.all(
       this.#entries.map(async (e) => {
         try {

@@ -4,6 +4,7 @@ import { AppClient } from "../inbound/app-client.js";
 import { InboundGate } from "../inbound/gate.js";
 import type { FrontedTargets, InboundTarget } from "../inbound/server.js";
 import type { Logger } from "../log.js";
+import { Lifecycle, type Component } from "../lifecycle/component.js";
 import type { NodeRecord, Registry } from "../registry/types.js";
 import { Registrar } from "../registry/registrar.js";
 import type { RegistryView } from "../registry/view.js";
@@ -44,9 +45,17 @@ interface Fronted extends InboundTarget {
  * check, heartbeat and gate, like the own app; it is deregistered while failing and forgotten
  * after failing for its `?ttl=` (DEFAULT_FORGET_MS), on DELETE, and at shutdown.
  */
-export class FrontedApps implements FrontedTargets {
+export class FrontedApps implements FrontedTargets, Component {
+  readonly #lifecycle = new Lifecycle("fronted apps", {
+    close: async () => {
+      await this.stop();
+      for (const f of this.#nodes.values()) void f.app.close();
+      this.#nodes.clear();
+    },
+  });
   readonly #nodes = new Map<string, Fronted>();
   #stopped = false;
+  #stopping: Promise<void> | undefined;
 
   constructor(private readonly o: FrontedOptions) {}
 
@@ -149,7 +158,7 @@ export class FrontedApps implements FrontedTargets {
       () => false,
     );
     if (this.#nodes.get(spec.id) !== f) return { id: spec.id, state: "waiting" };
-    checker.start();
+    void checker.start();
     if (!up) {
       // micro's example servers register before they listen: wait for the app, up to its ttl.
       this.#scheduleForget(f, "its app never passed a health check");
@@ -182,7 +191,7 @@ export class FrontedApps implements FrontedTargets {
     if (this.#nodes.get(f.spec.id) !== f) return;
     this.#nodes.delete(f.spec.id);
     clearTimeout(f.forgetTimer);
-    f.checker.close();
+    void f.checker.close();
     await f.registrar.down(why);
     f.gate.drain();
     this.o.log.info("fronted node removed", { service: f.service, node: f.spec.id, reason: why });
@@ -202,21 +211,26 @@ export class FrontedApps implements FrontedTargets {
   }
 
   /** Shutdown, first step: deregister every fronted node and refuse new calls to them. Idempotent. */
-  async stop(): Promise<void> {
+  stop(): Promise<void> {
     this.#stopped = true;
-    await Promise.all(
+    this.#stopping ??= Promise.all(
       [...this.#nodes.values()].map(async (f) => {
         clearTimeout(f.forgetTimer);
-        f.checker.close();
+        void f.checker.close();
         await f.registrar.down("shutdown");
         f.gate.drain();
       }),
-    );
+    ).then(() => undefined);
+    return this.#stopping;
   }
 
-  /** Shutdown, last step (calls in flight are done): close the connections to the apps. */
-  close(): void {
-    for (const f of this.#nodes.values()) f.app.close();
-    this.#nodes.clear();
+  /** Nodes are fronted through add(); after close() start rejects with CLOSED. */
+  start(): Promise<void> {
+    return this.#lifecycle.start();
+  }
+
+  /** Shutdown, last step (calls in flight are done): stop() if not yet, then close the connections to the apps. Idempotent. */
+  close(): Promise<void> {
+    return this.#lifecycle.close();
   }
 }

@@ -2,6 +2,7 @@ import { EventEmitter } from "node:events";
 import http from "node:http";
 import net from "node:net";
 import type { Logger } from "../log.js";
+import { Lifecycle, type Component } from "../lifecycle/component.js";
 
 export type AppHealth = "unknown" | "passing" | "failing";
 
@@ -48,7 +49,8 @@ export function checkOnce(o: Pick<HealthCheckOptions, "host" | "port" | "path" |
  * `passing` after the first pass at start, or after `successThreshold` passes in a row once failing;
  * `failing` after `failureThreshold` failures in a row.
  */
-export class HealthChecker extends EventEmitter<{ change: [AppHealth, string | undefined] }> {
+export class HealthChecker extends EventEmitter<{ change: [AppHealth, string | undefined] }> implements Component {
+  readonly #lifecycle = new Lifecycle("health checker", { start: () => this.#start(), close: () => this.#close() });
   #state: AppHealth = "unknown";
   #passes = 0;
   #failures = 0;
@@ -74,8 +76,12 @@ export class HealthChecker extends EventEmitter<{ change: [AppHealth, string | u
     return path === undefined ? `tcp://${host}:${port}` : `http://${host}:${port}${path}`;
   }
 
-  start(): void {
-    if (this.#running) return;
+  /** Check now, then every interval. Idempotent; after close() it rejects with CLOSED. */
+  start(): Promise<void> {
+    return this.#lifecycle.start();
+  }
+
+  #start(): void {
     this.#running = true;
     void this.#tick();
   }
@@ -120,7 +126,12 @@ export class HealthChecker extends EventEmitter<{ change: [AppHealth, string | u
     this.emit("change", state, reason);
   }
 
-  close(): void {
+  /** Stop checking (synchronously: no check starts after this call). Idempotent. */
+  close(): Promise<void> {
+    return this.#lifecycle.close();
+  }
+
+  #close(): void {
     this.#running = false;
     if (this.#timer) clearTimeout(this.#timer);
   }

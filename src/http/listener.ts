@@ -2,6 +2,8 @@ import http, { STATUS_CODES, type RequestListener } from "node:http";
 import https from "node:https";
 import { errorBody } from "../errors.js";
 import type { Logger } from "../log.js";
+import { waitIdle } from "../lifecycle/wait-idle.js";
+import { closedError } from "../lifecycle/component.js";
 import { requestFields, tagRequest } from "./headers.js";
 import type { AddressInfo } from "node:net";
 
@@ -89,7 +91,9 @@ export class Listener {
     return this.#inFlight;
   }
 
+  /** Listen on host:port. After close() it rejects with CLOSED: a closed listener is not reopened. */
   async start(host: string, port: number): Promise<AddressInfo> {
+    if (this.#closing) throw closedError(`${this.name} listener`);
     await new Promise<void>((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException) => {
         reject(new Error(`cannot listen on ${host}:${port} for the ${this.name} listener: ${err.message}`, { cause: err }));
@@ -113,14 +117,7 @@ export class Listener {
       if (!this.server.listening) return;
       const closed = new Promise<void>((r) => this.server.close(() => r()));
       this.server.closeIdleConnections();
-      if (this.#inFlight > 0) {
-        let timer: NodeJS.Timeout | undefined;
-        await Promise.race([
-          new Promise<void>((r) => (this.#idle = r)),
-          new Promise<void>((r) => (timer = setTimeout(r, timeout))),
-        ]);
-        clearTimeout(timer);
-      }
+      await waitIdle(() => this.#inFlight === 0, (wake) => (this.#idle = wake), timeout);
       this.server.closeAllConnections();
       await closed;
     })();

@@ -1,6 +1,7 @@
 import http, { type IncomingMessage, type OutgoingHttpHeaders } from "node:http";
 import type { Readable } from "node:stream";
 import { SidecarError } from "../errors.js";
+import { Lifecycle, type Component } from "../lifecycle/component.js";
 import type { Deadline } from "../http/deadline.js";
 import { H } from "../http/headers.js";
 import { requestWithDeadline } from "../http/request.js";
@@ -19,7 +20,8 @@ export function neverReachedApp(err: unknown): boolean {
 }
 
 /** Calls into the app over pooled keep-alive connections, shared by the inbound paths. */
-export class AppClient {
+export class AppClient implements Component {
+  readonly #lifecycle = new Lifecycle("app client", { close: () => this.#agent.destroy() });
   readonly #agent = new http.Agent({ keepAlive: true, maxSockets: 256, scheduling: "lifo" });
 
   constructor(private readonly o: { service: string; host: string; port: number; token?: string | undefined }) {}
@@ -38,7 +40,13 @@ export class AppClient {
     });
   }
 
-  close(): void {
-    this.#agent.destroy();
+  /** Nothing to open: the agent connects on the first call. After close() it rejects with CLOSED. */
+  start(): Promise<void> {
+    return this.#lifecycle.start();
+  }
+
+  /** Close the pooled connections (synchronously). Idempotent. */
+  close(): Promise<void> {
+    return this.#lifecycle.close();
   }
 }

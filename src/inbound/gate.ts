@@ -1,4 +1,6 @@
 import type { ErrorCode } from "../errors.js";
+import { waitIdle } from "../lifecycle/wait-idle.js";
+import { Lifecycle, type Component } from "../lifecycle/component.js";
 
 export interface GateOptions {
   service: string;
@@ -13,12 +15,22 @@ export interface Refusal {
   message: string;
 }
 
+/** How long close() without a deadline waits for calls in flight. */
+const CLOSE_DEADLINE_MS = 10_000;
+
 /**
  * Admission into the app, shared by every inbound path (HTTP listener, NATS subscription): a
  * call is refused, before the app sees it, while the sidecar drains, while the app fails its
  * health check, or when `app.maxConcurrency` calls are already in flight.
  */
-export class InboundGate {
+
+export class InboundGate implements Component {
+  readonly #lifecycle = new Lifecycle("inbound gate", {
+    close: async (deadlineMs = CLOSE_DEADLINE_MS) => {
+      this.drain();
+      await this.idle(deadlineMs);
+    },
+  });
   #draining = false;
   #inFlight = 0;
   #idle: (() => void)[] = [];
@@ -31,6 +43,19 @@ export class InboundGate {
 
   get inFlight(): number {
     return this.#inFlight;
+  }
+
+  /** The gate is open from the start; after close() start rejects with CLOSED. */
+  start(): Promise<void> {
+    return this.#lifecycle.start();
+  }
+
+  /**
+   * drain() then idle(deadlineMs): refuse new calls, wait for those in flight. Idempotent. (The
+   * sidecar calls drain() and idle() itself, with other shutdown steps between them.)
+   */
+  close(deadlineMs?: number): Promise<void> {
+    return this.#lifecycle.close(deadlineMs);
   }
 
   /** From now on refuse new calls (they go to other nodes); calls in flight finish. */
@@ -56,9 +81,6 @@ export class InboundGate {
 
   /** Resolves once no call is in flight, or after `timeout` ms. */
   async idle(timeout: number): Promise<void> {
-    if (this.#inFlight === 0) return;
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([new Promise<void>((r) => this.#idle.push(r)), new Promise<void>((r) => (timer = setTimeout(r, timeout)))]);
-    clearTimeout(timer);
+    await waitIdle(() => this.#inFlight === 0, (wake) => this.#idle.push(wake), timeout);
   }
 }

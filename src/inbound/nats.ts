@@ -5,6 +5,7 @@ import { nextTraceContext } from "../http/trace.js";
 import { Deadline } from "../http/deadline.js";
 import { publicHeaders, H, toApp } from "../http/headers.js";
 import type { Logger } from "../log.js";
+import { closedError, type Component } from "../lifecycle/component.js";
 import type { NatsClient } from "../nats/connect.js";
 import { fromNats, toNats } from "../nats/headers.js";
 import { maxBody, NH, nodeSubject, serviceSubject } from "../transport/nats.js";
@@ -36,12 +37,23 @@ const TO_PEER_DROP = new Set<string>(["content-length"]);
  * group `<service>`, on `sidecar.rpc.<service>`, by calling the app. Subscribed only while the
  * app is registered, so an unhealthy app gets no NATS traffic either.
  */
-export class NatsInbound {
+export class NatsInbound implements Component {
   #subs: Subscription[] = [];
+  #closing: Promise<void> | undefined;
 
   constructor(private readonly client: NatsClient, private readonly o: NatsInboundOptions) {}
 
-  start(): void {
+  /**
+   * Subscribe (a no-op while subscribed). start() and stop() follow the app's health, so a
+   * stopped NatsInbound starts again; a closed one does not: start() rejects with CLOSED.
+   */
+  start(): Promise<void> {
+    if (this.#closing) return Promise.reject(closedError("NATS inbound"));
+    this.#subscribe();
+    return Promise.resolve();
+  }
+
+  #subscribe(): void {
     if (this.#subs.length > 0) return;
     const callback = (err: Error | null, msg: Msg): void => {
       if (err) this.o.log.warn("NATS inbound subscription error", { error: err.message });
@@ -58,6 +70,12 @@ export class NatsInbound {
     const subs = this.#subs;
     this.#subs = [];
     await Promise.all(subs.map((s) => s.drain().catch(() => undefined)));
+  }
+
+  /** stop() for good. Idempotent. */
+  close(): Promise<void> {
+    this.#closing ??= this.stop();
+    return this.#closing;
   }
 
   #reply(msg: Msg, status: number, headers: OutgoingHttpHeaders, body: Uint8Array): void {

@@ -1,6 +1,7 @@
 import type { WebSocket, WebSocketServer } from "ws";
 import type { ActiveSubscription, Broker, Delivery, Outcome, SubscriptionSpec } from "../broker/types.js";
 import { INTERNAL } from "../http/headers.js";
+import { withDeadline } from "../lifecycle/wait-idle.js";
 import type { Logger } from "../log.js";
 
 export type WsServer = WebSocketServer;
@@ -158,10 +159,8 @@ export class SocketGroups {
     const sockets = groups.flatMap((g) => g.sockets);
     for (const ws of sockets) ws.close(1001, "the sidecar is shutting down");
     // A client that does not answer the close handshake is cut after a moment, not ws's 30 s.
-    let timer: NodeJS.Timeout | undefined;
     const closed = Promise.all(sockets.map((ws) => (ws.readyState === ws.CLOSED ? undefined : new Promise((r) => ws.once("close", r)))));
-    await Promise.race([closed, new Promise((r) => (timer = setTimeout(r, CLOSE_GRACE_MS)))]);
-    clearTimeout(timer);
+    await withDeadline(closed.then(() => true), CLOSE_GRACE_MS, false);
     for (const ws of sockets) if (ws.readyState !== ws.CLOSED) ws.terminate();
     await Promise.all(groups.map((g) => g.sub.then((s) => s.stop(1_000)).catch(() => undefined)));
     this.#announce();

@@ -8,6 +8,7 @@ import { readBody } from "../http/body.js";
 import { H, HOP_BY_HOP, requestIdOf } from "../http/headers.js";
 import { sendError, sendJson } from "../http/reply.js";
 import type { Logger } from "../log.js";
+import { Lifecycle, type Component } from "../lifecycle/component.js";
 import { show } from "../names.js";
 import { SocketGroups, type WsServer } from "./broker-socket.js";
 
@@ -66,7 +67,8 @@ function messageHeaders(req: IncomingMessage): Record<string, string> {
  * writes for it), and publishes each frame the client sends, with the upgrade request's
  * Content-Type (default text/plain). The `ws` module is loaded on the first upgrade only.
  */
-export class MicroBroker {
+export class MicroBroker implements Component {
+  readonly #lifecycle = new Lifecycle("micro /broker", { close: () => this.#close() });
   #groups: SocketGroups | undefined;
   #wss: Promise<WsServer> | undefined;
   #closed = false;
@@ -151,8 +153,17 @@ export class MicroBroker {
     return this.#groups?.connections ?? 0;
   }
 
+  /** Nothing to open: WebSockets come through upgrade(). After close() it rejects with CLOSED. */
+  start(): Promise<void> {
+    return this.#lifecycle.start();
+  }
+
   /** Close every WebSocket (1001, going away) and its subscription. Idempotent. */
-  async close(): Promise<void> {
+  close(): Promise<void> {
+    return this.#lifecycle.close();
+  }
+
+  async #close(): Promise<void> {
     this.#closed = true;
     await this.#groups?.close();
     if (this.#wss) (await this.#wss).close();

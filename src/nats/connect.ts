@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { connect, credsAuthenticator, errors, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
 import type { Config } from "../config/index.js";
 import type { Logger } from "../log.js";
+import { withDeadline } from "../lifecycle/wait-idle.js";
 
 export type NatsStatus = "connected" | "disconnected" | "closed";
 
@@ -114,12 +115,7 @@ export class NatsClient {
     this.#closing ??= (async () => {
       if (this.nc.isClosed()) return;
       if (this.#status === "connected") {
-        let timer: NodeJS.Timeout | undefined;
-        const drained = await Promise.race([
-          this.nc.drain().then(() => true, () => false),
-          new Promise<boolean>((r) => (timer = setTimeout(() => r(false), timeout))),
-        ]);
-        clearTimeout(timer);
+        const drained = await withDeadline(this.nc.drain().then(() => true, () => false), timeout, false);
         if (!drained) this.log.warn("NATS drain did not complete; closing the connection", { timeoutMs: timeout });
       }
       if (!this.nc.isClosed()) await this.nc.close();

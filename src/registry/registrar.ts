@@ -1,4 +1,5 @@
 import type { Logger } from "../log.js";
+import { Lifecycle, type Component } from "../lifecycle/component.js";
 import type { NodeRecord, Registry } from "./types.js";
 
 /**
@@ -6,7 +7,8 @@ import type { NodeRecord, Registry } from "./types.js";
  * `up()` registers at once and heartbeats every TTL/3; `down()` stops and deregisters.
  * Operations run one after another, so a quick down/up never leaves a stale record.
  */
-export class Registrar {
+export class Registrar implements Component {
+  readonly #lifecycle = new Lifecycle("registrar", { close: () => this.down("shutdown") });
   #registered = false;
   #wanted = false;
   #timer: NodeJS.Timeout | undefined;
@@ -29,6 +31,18 @@ export class Registrar {
   #enqueue(op: () => Promise<void>): Promise<void> {
     this.#chain = this.#chain.then(op, op);
     return this.#chain;
+  }
+
+  /**
+   * Nothing to open: up() and down() are the registration's state changes, start() and close()
+   * its lifetime. close() deregisters (down("shutdown")); after it, start() rejects with CLOSED.
+   */
+  start(): Promise<void> {
+    return this.#lifecycle.start();
+  }
+
+  close(): Promise<void> {
+    return this.#lifecycle.close();
   }
 
   up(): Promise<void> {

@@ -1,4 +1,5 @@
 import type { Logger } from "../log.js";
+import { Lifecycle, type Component } from "../lifecycle/component.js";
 import type { NodeRecord, Registry, RegistryEvent, RegistryWatch } from "./types.js";
 
 interface Entry {
@@ -20,7 +21,8 @@ export const FORGET_AFTER_TTLS = 10;
  * never with a registry round trip. A record not refreshed within the TTL is dropped (a sidecar
  * killed with -9 leaves within TTL + one sweep), whether or not the backend sent an event.
  */
-export class RegistryView {
+export class RegistryView implements Component {
+  readonly #lifecycle = new Lifecycle("registry view", { start: () => this.#start(), close: () => this.#close() });
   #services = new Map<string, Map<string, Entry>>();
   /** Immutable per-service snapshots, sorted by id, rebuilt only on change: the hot path reads these. */
   #snapshots = new Map<string, readonly NodeRecord[]>();
@@ -39,7 +41,12 @@ export class RegistryView {
     private readonly log: Logger,
   ) {}
 
-  async start(): Promise<void> {
+  /** Watch the registry and sweep expired nodes. Idempotent; after close() it rejects with CLOSED. */
+  start(): Promise<void> {
+    return this.#lifecycle.start();
+  }
+
+  async #start(): Promise<void> {
     this.#watch = await this.registry.watch((e) => this.#apply(e));
     // Sweep at least twice per heartbeat (TTL/3) so expiry lags the TTL by less than one heartbeat.
     const period = Math.max(50, Math.min(1_000, Math.floor(this.ttl / 6)));
@@ -148,7 +155,12 @@ export class RegistryView {
     return () => this.#forgetListeners.delete(listener);
   }
 
-  close(): void {
+  /** Stop watching (synchronously). Idempotent. */
+  close(): Promise<void> {
+    return this.#lifecycle.close();
+  }
+
+  #close(): void {
     this.#watch?.stop();
     if (this.#timer) clearInterval(this.#timer);
   }

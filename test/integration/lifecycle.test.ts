@@ -3,9 +3,13 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
-import type { Sidecar } from "../../src/sidecar.js";
+import { loadConfig } from "../../src/config/load.js";
+import { SidecarError } from "../../src/errors.js";
+import { silentLogger } from "../../src/log.js";
+import { Sidecar } from "../../src/sidecar.js";
 import { TestApp } from "../support/app.js";
 import { freePort } from "../support/ports.js";
+import { NatsServer } from "../support/nats.js";
 import { apiUrl, rpc, SidecarProcess, startSidecar, testSettings, waitFor } from "../support/sidecar.js";
 
 
@@ -114,5 +118,89 @@ describe("the sidecar process: start-up, config errors, draining (local registry
     assert.equal(await p.exit(), 2);
     assert.match(p.stderr, /unknown command 'launch'/);
     assert.match(p.stderr, /Usage: sidecar start/);
+  });
+});
+
+describe("the in-process sidecar's one lifecycle: close order, double close, no reopening (fastify's close.test.js)", () => {
+  let dir: string;
+  const apps: TestApp[] = [];
+
+  before(() => {
+    dir = mkdtempSync(path.join(os.tmpdir(), "sidecar-close-"));
+  });
+
+  after(async () => {
+    await Promise.all(apps.map((a) => a.stop()));
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** The documented shutdown order (src/sidecar.ts #close): the drain phase, then the stack, last started first. */
+  const ORDER = [
+    "health", "registrar", "front:deregister", "subscriptions", "gate:drain", "micro-broker",
+    "listeners", "registry-view", "transports",
+    "app-client", "front", "relay", "broker", "registry",
+  ];
+
+  it("closes its components in the documented order: deregister first, the registry last", async () => {
+    const app = await TestApp.start("closing");
+    apps.push(app);
+    const sidecar = await startSidecar(testSettings({ service: "closing", appPort: app.port, registry: { dir } }));
+    await waitFor(async () => sidecar.registered, "the node registered");
+    assert.deepEqual(sidecar.closedComponents, [], "nothing closed before close()");
+    await sidecar.close();
+    assert.deepEqual(sidecar.closedComponents, ORDER);
+  });
+
+  it("with NATS (registry and transport): NATS inbound stops in the drain phase, the NATS connection closes last", async () => {
+    const nats = await NatsServer.start();
+    try {
+      const app = await TestApp.start("natsclosing");
+      apps.push(app);
+      const sidecar = await startSidecar(testSettings({ service: "natsclosing", appPort: app.port, registry: { nats: nats.url }, extra: ["transport.kind=nats"] }));
+      await waitFor(async () => sidecar.registered, "the node registered");
+      await sidecar.close();
+      const order = [...ORDER];
+      order.splice(order.indexOf("micro-broker") + 1, 0, "nats-inbound");
+      assert.deepEqual(sidecar.closedComponents, [...order, "nats"]);
+    } finally {
+      await nats.stop();
+    }
+  });
+
+  it("a second close() is the same close: it resolves without doing anything again; a caller mid-close waits for it", async () => {
+    const app = await TestApp.start("twice");
+    apps.push(app);
+    const sidecar = await startSidecar(testSettings({ service: "twice", appPort: app.port, registry: { dir } }));
+    const first = sidecar.close();
+    const second = sidecar.close(); // arrives mid-close
+    assert.equal(second, first);
+    await second;
+    assert.deepEqual(sidecar.closedComponents, ORDER, "the caller mid-close returned only once everything was closed");
+    await sidecar.close();
+    assert.deepEqual(sidecar.closedComponents, ORDER, "nothing closed twice");
+  });
+
+  it("start() after close() rejects with CLOSED, and opens nothing", async () => {
+    const app = await TestApp.start("reopen");
+    apps.push(app);
+    const sidecar = await startSidecar(testSettings({ service: "reopen", appPort: app.port, registry: { dir } }));
+    const api = apiUrl(sidecar);
+    await sidecar.close();
+    await assert.rejects(sidecar.start(), (err: unknown) => {
+      assert.ok(err instanceof SidecarError);
+      assert.equal(err.code, "CLOSED");
+      assert.equal(err.status, 503);
+      return true;
+    });
+    await assert.rejects(fetch(`${api}/health/live`), "the api listener stays closed");
+    assert.deepEqual(sidecar.closedComponents, ORDER);
+  });
+
+  it("a sidecar closed before it started closes nothing, and cannot be started", async () => {
+    const { config } = loadConfig({ set: testSettings({ service: "never", appPort: 1, registry: { dir } }), env: {}, cwd: dir });
+    const sidecar = new Sidecar(config, silentLogger());
+    await sidecar.close();
+    assert.deepEqual(sidecar.closedComponents, []);
+    await assert.rejects(sidecar.start(), { code: "CLOSED" });
   });
 });
