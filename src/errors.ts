@@ -26,15 +26,15 @@ export const ERRORS = {
   APP_UNREACHABLE: { status: 502, doc: "the callee sidecar could not reach its app" },
   BAD_APP_RESPONSE: { status: 502, doc: "a JSON-RPC app's answer was not a JSON-RPC response (not JSON, no result or error, another id)" },
   RESPONSE_TOO_LARGE: { status: 502, doc: "over the NATS transport, the callee app's response exceeded the server's max payload; or a JSON-RPC answer over 16 MiB" },
-  NO_HEALTHY_NODE: { status: 503, doc: "the service is known but has no healthy node right now" },
+  NO_HEALTHY_NODE: { status: 503, doc: "the service is known but has no healthy node right now", retryAfter: 1 },
   APP_UNAVAILABLE: { status: 503, doc: "this sidecar's app is not passing its health check, so it takes no calls" },
   SHUTTING_DOWN: { status: 503, doc: "the sidecar is shutting down and takes no new calls" },
   CLOSED: { status: 503, doc: "the component was closed and cannot be started again" },
-  STARTING: { status: 503, doc: "the sidecar is still starting (e.g. waiting for NATS); Retry-After" },
-  BROKER_UNAVAILABLE: { status: 503, doc: "the broker did not take the published message (not connected, or JetStream did not store it)" },
-  OVERLOADED: { status: 503, doc: "the callee's app already has app.maxConcurrency calls in flight (Retry-After)" },
+  STARTING: { status: 503, doc: "the sidecar is still starting (e.g. waiting for NATS); Retry-After", retryAfter: 1 },
+  BROKER_UNAVAILABLE: { status: 503, doc: "the broker did not take the published message (not connected, or JetStream did not store it)", retryAfter: 1 },
+  OVERLOADED: { status: 503, doc: "the callee's app already has app.maxConcurrency calls in flight (Retry-After)", retryAfter: 1 },
   TIMEOUT: { status: 504, doc: "the call did not complete within its deadline" },
-} as const satisfies Record<string, { status: number; doc: string }>;
+} as const satisfies Record<string, { status: number; doc: string; retryAfter?: number }>;
 
 export type ErrorCode = keyof typeof ERRORS;
 
@@ -42,7 +42,7 @@ export type ErrorCode = keyof typeof ERRORS;
 export class SidecarError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
-  /** Extra response headers (e.g. `retry-after`). */
+  /** Extra response headers: `retry-after` for the codes the catalogue gives one, and any the raiser adds. */
   readonly headers: Record<string, string> | undefined;
 
   constructor(code: ErrorCode, message: string, options?: { cause?: unknown; headers?: Record<string, string> }) {
@@ -50,12 +50,14 @@ export class SidecarError extends Error {
     this.name = "SidecarError";
     this.code = code;
     this.status = ERRORS[code].status;
-    this.headers = options?.headers;
+    // A refusal worth retrying soon says when (Retry-After), from the catalogue, whoever raises it.
+    const entry = ERRORS[code];
+    this.headers = "retryAfter" in entry ? { "retry-after": String(entry.retryAfter), ...options?.headers } : options?.headers;
   }
 }
 
 /** The JSON error body every error answers with. */
-export function errorBody(code: string, message: string, requestId?: string): string {
+export function errorBody(code: ErrorCode, message: string, requestId?: string): string {
   return JSON.stringify({ error: { code, message, ...(requestId ? { requestId } : {}) } });
 }
 

@@ -31,7 +31,7 @@ export interface CallObserver {
 }
 
 /**
- * `GET /metrics` (DESIGN §8), Prometheus text through prom-client. Counters and the latency
+ * `GET /metrics`, Prometheus text through prom-client. Counters and the latency
  * histogram are updated on the hot path (a label lookup and an add); everything else is read
  * from the sidecar's own state when scraped.
  */

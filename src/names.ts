@@ -1,4 +1,4 @@
-/** Service and node names (DESIGN §3): they become registry keys, subjects and file names, so they are strict. */
+/** Service and node names: they become registry keys, subjects and file names, so they are strict. */
 export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
 export function isValidName(name: unknown): name is string {

@@ -54,7 +54,7 @@ function starting(req: IncomingMessage, res: ServerResponse, log: Logger, regist
   if (under("/health/live", req.url)) return body(200, { status: "ok" });
   if (under("/health/ready", req.url)) return body(503, { status: "not ready", reasons: [reason] });
   if (under("/health", req.url)) return body(503, { status: "starting", app: "unknown", registry: "disconnected", broker: "disconnected" });
-  sendError(res, new SidecarError("STARTING", `${reason}; try again shortly`, { headers: { "retry-after": "1" } }), requestIdOf(req), log);
+  sendError(res, new SidecarError("STARTING", `${reason}; try again shortly`), requestIdOf(req), log);
 }
 
 /** The path of a request URL, without its query. */
@@ -84,7 +84,7 @@ export function advertisedAddress(config: Config, boundPort: number, log: Logger
 }
 
 /**
- * The composition root (DESIGN §9). start: connect backends → start listeners → check the app →
+ * The composition root. start: connect backends → start listeners → check the app →
  * register once it passes. close: deregister first → refuse new inbound calls → drain in-flight
  * calls up to shutdownTimeout → close the rest, last started first (the component stack), ending
  * with the registry and NATS. Both idempotent; start() after close() rejects with CLOSED.
@@ -331,7 +331,7 @@ export class Sidecar implements Component {
         log.error("app state change failed", { error: (err as Error).message });
       });
     });
-    // After a NATS reconnection, re-register at once (DESIGN §9) instead of waiting for the next heartbeat.
+    // After a NATS reconnection, re-register at once instead of waiting for the next heartbeat.
     if (this.#nats)
       (await this.#nats).onReconnect(() => {
         this.#registrar?.refresh();

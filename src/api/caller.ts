@@ -149,7 +149,7 @@ export class Caller {
       if (candidates.length === 0 && tried.size === 0) {
         if (call.node !== undefined) throw notANode(call.service, call.node);
         if (this.view.known(call.service)) {
-          throw new SidecarError("NO_HEALTHY_NODE", `service '${call.service}' has no healthy node right now`, { headers: { "retry-after": "1" } });
+          throw new SidecarError("NO_HEALTHY_NODE", `service '${call.service}' has no healthy node right now`);
         }
         throw new SidecarError("SERVICE_NOT_FOUND", `no service named '${call.service}' in the registry`);
       }
@@ -217,10 +217,10 @@ export class Caller {
     if (deadline.cancelled || deadline.remaining() <= 0) throw timeout(call);
     const tail = failures.length > 0 ? ` (${failures.join("; ")})` : "";
     if (refusal === "APP_UNAVAILABLE" || refusal === "SHUTTING_DOWN") {
-      throw new SidecarError("NO_HEALTHY_NODE", `no node of '${call.service}' is taking calls right now${tail}`, { headers: { "retry-after": "1" } });
+      throw new SidecarError("NO_HEALTHY_NODE", `no node of '${call.service}' is taking calls right now${tail}`);
     }
     if (refusal === "OVERLOADED") {
-      throw new SidecarError("OVERLOADED", `every node of '${call.service}' is at its concurrency limit${tail}`, { headers: { "retry-after": "1" } });
+      throw new SidecarError("OVERLOADED", `every node of '${call.service}' is at its concurrency limit${tail}`);
     }
     if (refusal === "APP_UNREACHABLE") throw new SidecarError("APP_UNREACHABLE", `no node of '${call.service}' could reach its app${tail}`);
     throw new SidecarError("UPSTREAM_UNREACHABLE", `no node of '${call.service}' could be reached${tail}`);

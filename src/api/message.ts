@@ -41,11 +41,11 @@ export function fillCloudEvents(headers: Record<string, string>, topic: string, 
 export async function sendToBroker(broker: Broker, topic: string, body: Buffer, headers: Record<string, string>): Promise<PublishResult> {
   headers.traceparent ??= nextTraceparent(undefined);
   if (broker.status() !== "connected") {
-    throw new SidecarError("BROKER_UNAVAILABLE", `the ${broker.kind} broker is ${broker.status()}; publish again once it is back`, { headers: { "retry-after": "1" } });
+    throw new SidecarError("BROKER_UNAVAILABLE", `the ${broker.kind} broker is ${broker.status()}; publish again once it is back`);
   }
   try {
     return await broker.publish(topic, body, headers);
   } catch (err) {
-    throw new SidecarError("BROKER_UNAVAILABLE", `the broker did not take the message for '${topic}': ${(err as Error).message}`, { cause: err, headers: { "retry-after": "1" } });
+    throw new SidecarError("BROKER_UNAVAILABLE", `the broker did not take the message for '${topic}': ${(err as Error).message}`, { cause: err });
   }
 }

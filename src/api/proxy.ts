@@ -52,7 +52,7 @@ export function proxyCall(o: ProxyOptions, req: IncomingMessage, service: string
 }
 
 /**
- * `ANY /proxy/{service}/{path...}` (DESIGN §4): any method, query string, headers and body,
+ * `ANY /proxy/{service}/{path...}`: any method, query string, headers and body,
  * streamed both ways through the same selector and ejection rules as /rpc, with no size limit
  * of its own. Only failures before the first byte was sent are retried: a stream cannot be replayed.
  */

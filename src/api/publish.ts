@@ -41,7 +41,7 @@ function topicOf(url: string): string {
 }
 
 /**
- * `POST /publish/{topic}` (DESIGN §5): any body and content type → 202 once the broker has it
+ * `POST /publish/{topic}`: any body and content type → 202 once the broker has it
  * (for a topic a JetStream stream covers: once stored). `ce-*` and `x-sidecar-*` headers travel
  * with the message; `ce-id` is the message id (assigned when absent) and also JetStream's
  * de-duplication id, so a retried publish is stored once.

@@ -45,7 +45,7 @@ const json = (res: ServerResponse, status: number, value: unknown) => sendJson(r
 const PAGE_HEADERS = { ...NO_STORE, "content-security-policy": "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'" };
 
 /**
- * The management surface (DESIGN §6): health, registry, subscriptions, metrics and the status
+ * The management surface: health, registry, subscriptions, metrics and the status
  * page. GET (and HEAD) only; 405 with Allow for other methods, 404 for other paths. Plain
  * node:http like the hot path: a handful of fixed routes need no framework (express cost
  * about 6 MiB of resident memory per sidecar for these eight routes).

@@ -1,6 +1,7 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
 import { SidecarError, toSidecarError } from "../errors.js";
 import { readBody } from "../http/body.js";
+import { MAX_TIMEOUT_MS } from "../http/deadline.js";
 import { H, requestIdOf } from "../http/headers.js";
 import { requestSpan } from "./envelope.js";
 import { replyError, type MicroErrors } from "../micro/errors.js";
@@ -9,8 +10,6 @@ import type { Logger } from "../log.js";
 import { isValidName, show } from "../names.js";
 import { notANode, type Call, type Caller } from "./caller.js";
 
-/** Longest per-call timeout accepted: a call is not a job queue. */
-const MAX_TIMEOUT_MS = 10 * 60_000;
 const DOTTED = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
 const PATH = /^\/[\x21-\x7e]*$/;
 
@@ -23,7 +22,7 @@ export interface RpcOptions {
   log: Logger;
 }
 
-/** "Greeter.Hello" → "/Greeter/Hello"; "/v1/hello?x=1" stays as is (DESIGN §4). */
+/** "Greeter.Hello" → "/Greeter/Hello"; "/v1/hello?x=1" stays as is. */
 export function endpointToPath(endpoint: string): string {
   if (endpoint.startsWith("/")) {
     const pathOnly = endpoint.split("?")[0]!;

@@ -39,7 +39,7 @@ export async function ensureStream(jsm: JetStreamManager, spec: SubscriptionSpec
 }
 
 /**
- * A durable subscription (DESIGN §5): a JetStream pull consumer named after the service and the
+ * A durable subscription: a JetStream pull consumer named after the service and the
  * subscription, so instances share the work and a restarted sidecar resumes where it stopped.
  * Up to maxInFlight messages are unacknowledged at once (max_ack_pending). Ack on 2xx, nak with
  * the backoff delay on a retry (another instance may take it), term after dead-lettering.

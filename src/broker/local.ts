@@ -15,7 +15,7 @@ const ANSWER_LIMIT = 64 * 1024;
 export const DELIVER_HEADER = H.deliver;
 
 /**
- * The embedded broker (DESIGN §5), with no server: each node's record lists the topics it
+ * The embedded broker, with no server: each node's record lists the topics it
  * subscribes to; a publish POSTs the message to one node of each subscribed service, through
  * its inbound listener, which hands it to its subscriptions. At-most-once, one machine, and only
  * to nodes registered at the time of the publish: nothing is stored.

@@ -6,7 +6,7 @@ import { Lifecycle, type Component } from "../lifecycle/component.js";
 import { formatAddress } from "../transport/http.js";
 import type { Broker, DeliverFn, Delivery, Outcome, SubscriptionCounters, SubscriptionSpec } from "./types.js";
 
-/** Headers that make a delivery a CloudEvent in binary mode (DESIGN §5). */
+/** Headers that make a delivery a CloudEvent in binary mode. */
 export const CE = { id: "ce-id", source: "ce-source", type: "ce-type", specversion: "ce-specversion", time: "ce-time" } as const;
 export const DEAD = { reason: "x-sidecar-dead-reason", topic: "x-sidecar-original-topic", attempts: "x-sidecar-attempts" } as const;
 
@@ -31,7 +31,7 @@ interface Answer {
 }
 
 /**
- * Delivery to the app (DESIGN §5): POST http://app{path} with the body, its content type and
+ * Delivery to the app: POST http://app{path} with the body, its content type and
  * CloudEvents headers. 2xx acks; 5xx, a timeout or a connection error retries with backoff;
  * a 4xx, or the last attempt, goes to the dead-letter topic with the reason in headers. Nothing
  * is dropped silently: without a dead-letter topic the message id is logged as an error.

@@ -1,4 +1,5 @@
 import http from "node:http";
+import { H } from "../http/headers.js";
 import { subscriptionSchema, type SubscriptionConfig } from "../config/schema.js";
 import type { Logger } from "../log.js";
 import { Lifecycle, type Component } from "../lifecycle/component.js";
@@ -21,10 +22,10 @@ export function resolveSpec(c: SubscriptionConfig, defaults: { service: string; 
   };
 }
 
-/** GET http://app/sidecar/subscriptions (DESIGN §5): the app's own subscriptions; 404 or nothing listening = none. */
+/** GET http://app/sidecar/subscriptions: the app's own subscriptions; 404 or nothing listening = none. */
 export function askApp(app: { host: string; port: number; token?: string | undefined }, log: Logger): Promise<SubscriptionConfig[]> {
   return new Promise((resolve) => {
-    const headers = app.token ? { "x-sidecar-app-token": app.token } : undefined;
+    const headers = app.token ? { [H.appToken]: app.token } : undefined;
     const req = http.get({ host: app.host, port: app.port, path: "/sidecar/subscriptions", timeout: 2_000, agent: false, headers }, (res) => {
       const chunks: Buffer[] = [];
       res.on("data", (c: Buffer) => chunks.push(c));

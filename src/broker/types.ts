@@ -1,4 +1,4 @@
-/** A subscription as configured (DESIGN §5), resolved: every default filled in. */
+/** A subscription as configured, resolved: every default filled in. */
 export interface SubscriptionSpec {
   /** Unique per sidecar; names the JetStream consumer with the queue. Default: the topic. */
   name: string;

@@ -3,7 +3,7 @@ import { isValidName } from "../names.js";
 import { isValidSubject } from "../broker/types.js";
 import { parseDuration, parseSize } from "./units.js";
 
-/** Defaults, named once (DESIGN §10). Durations in milliseconds, sizes in bytes. */
+/** Defaults, named once. Durations in milliseconds, sizes in bytes. */
 export const DEFAULTS = {
   appHost: "127.0.0.1",
   healthInterval: 5_000,
@@ -84,7 +84,7 @@ const health = z.strictObject({
   successThreshold: count(1).default(DEFAULTS.successThreshold),
 });
 
-/** One subscription (DESIGN §5); the same shape is accepted from the app's GET /sidecar/subscriptions. */
+/** One subscription; the same shape is accepted from the app's GET /sidecar/subscriptions. */
 export const subscriptionSchema = z.strictObject({
   /** Unique within the sidecar; names the durable consumer. Default: the topic. */
   name: z.string().regex(/^[A-Za-z0-9_.*>-]{1,100}$/, "expected letters, digits, '.', '_', '-'").optional(),

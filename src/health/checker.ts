@@ -1,4 +1,5 @@
 import { EventEmitter } from "node:events";
+import { H } from "../http/headers.js";
 import http from "node:http";
 import net from "node:net";
 import type { Logger } from "../log.js";
@@ -32,7 +33,7 @@ export function checkOnce(o: Pick<HealthCheckOptions, "host" | "port" | "path" |
       sock.once("error", reject);
       return;
     }
-    const headers = o.token ? { "x-sidecar-app-token": o.token } : undefined;
+    const headers = o.token ? { [H.appToken]: o.token } : undefined;
     const req = http.get({ host: o.host, port: o.port, path: o.path, agent: false, timeout: o.timeout, headers }, (res) => {
       res.resume();
       const status = res.statusCode ?? 0;
@@ -45,7 +46,7 @@ export function checkOnce(o: Pick<HealthCheckOptions, "host" | "port" | "path" |
 }
 
 /**
- * Checks the app every `interval` (DESIGN §2) and emits "change" with the new state:
+ * Checks the app every `interval` and emits "change" with the new state:
  * `passing` after the first pass at start, or after `successThreshold` passes in a row once failing;
  * `failing` after `failureThreshold` failures in a row.
  */

@@ -60,3 +60,6 @@ export class Deadline {
     this.#hooks = [];
   }
 }
+
+/** Longest deadline a call may ask for (the `timeout` field, `x-sidecar-timeout`): a call is not a job queue. */
+export const MAX_TIMEOUT_MS = 10 * 60_000;

@@ -17,7 +17,7 @@ export const H = {
   retries: "x-sidecar-retries",
   /** callee → caller sidecar: the app never saw the request (error code), so another node may take it. */
   refused: "x-sidecar-refused",
-  /** caller sidecar → callee sidecar: the mesh token (DESIGN §7); never forwarded to an app. */
+  /** caller sidecar → callee sidecar: the mesh token; never forwarded to an app. */
   meshToken: "x-sidecar-mesh-token",
   /** sidecar → its app: app.token, so the app can refuse callers that are not its sidecar. */
   appToken: "x-sidecar-app-token",

@@ -1,6 +1,6 @@
 import http, { STATUS_CODES, type RequestListener } from "node:http";
 import https from "node:https";
-import { errorBody } from "../errors.js";
+import { ERRORS, errorBody, type ErrorCode } from "../errors.js";
 import type { Logger } from "../log.js";
 import { waitIdle } from "../lifecycle/wait-idle.js";
 import { closedError } from "../lifecycle/component.js";
@@ -15,16 +15,13 @@ export const SERVER_LIMITS = {
   maxHeaderSize: 16 * 1024,
 } as const;
 
-/** The answer to a request node:http could not parse: status, stable code, message. */
-function clientErrorOf(err: NodeJS.ErrnoException): [number, string, string] {
-  switch (err.code) {
-    case "HPE_HEADER_OVERFLOW":
-      return [431, "HEADERS_TOO_LARGE", `the request headers are larger than ${SERVER_LIMITS.maxHeaderSize} bytes`];
-    case "ERR_HTTP_REQUEST_TIMEOUT":
-      return [408, "REQUEST_TIMEOUT", "the request was not received in time (headers or body too slow)"];
-    default:
-      return [400, "BAD_REQUEST", `the request is not valid HTTP/1.1 (${err.code ?? "parse error"})`];
-  }
+/** The answer to a request node:http could not parse: status (from the catalogue), stable code, message. */
+function clientErrorOf(err: NodeJS.ErrnoException): [number, ErrorCode, string] {
+  const [code, message]: [ErrorCode, string] =
+    err.code === "HPE_HEADER_OVERFLOW" ? ["HEADERS_TOO_LARGE", `the request headers are larger than ${SERVER_LIMITS.maxHeaderSize} bytes`]
+    : err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? ["REQUEST_TIMEOUT", "the request was not received in time (headers or body too slow)"]
+    : ["BAD_REQUEST", `the request is not valid HTTP/1.1 (${err.code ?? "parse error"})`];
+  return [ERRORS[code].status, code, message];
 }
 
 /**

@@ -15,7 +15,7 @@ export function sendJson(res: ServerResponse, status: number, value: unknown, he
 }
 
 /**
- * Answer with the JSON error body (DESIGN §7) and log it: 5xx as warnings, 4xx at debug
+ * Answer with the JSON error body and log it: 5xx as warnings, 4xx at debug
  * (a caller's mistake is the caller's to see, not an operator's page). `render` writes another
  * body shape (micro's, src/micro/errors.ts).
  */

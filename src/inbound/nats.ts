@@ -100,7 +100,7 @@ export class NatsInbound implements Component {
     if (denied) return this.#fail(msg, denied, false, requestId);
     const refusal = this.o.gate.enter();
     if (refusal) {
-      const err = new SidecarError(refusal.code, refusal.message, refusal.code === "OVERLOADED" ? { headers: { "retry-after": "1" } } : undefined);
+      const err = new SidecarError(refusal.code, refusal.message);
       return this.#fail(msg, err, true, requestId);
     }
     const deadline = new Deadline(inboundTimeout(h?.get(H.timeout), this.o.defaultTimeout));

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { SidecarError } from "../errors.js";
-import { Deadline } from "../http/deadline.js";
+import { Deadline, MAX_TIMEOUT_MS } from "../http/deadline.js";
 import { publicHeaders, H, requestIdOf, toApp } from "../http/headers.js";
 import { pipeBody } from "../http/pipe.js";
 import { sendError } from "../http/reply.js";
@@ -51,7 +51,6 @@ export interface InboundOptions {
   log: Logger;
 }
 
-export const MAX_TIMEOUT_MS = 10 * 60_000;
 const TO_APP_DROP = new Set<string>(["host"]);
 /** What a delivery keeps of the peer's request: its message headers (the relay picks what the app gets). */
 const NOT_MESSAGE = new Set<string>(["host", "content-length"]);
@@ -80,7 +79,7 @@ export function inboundTimeout(value: unknown, fallback: number): number {
 }
 
 /**
- * The listener peer sidecars deliver calls to (DESIGN §1, §4): checks the call is for this
+ * The listener peer sidecars deliver calls to: checks the call is for this
  * service and that the app takes it, then forwards it to the app and streams the answer back.
  * A call the app never saw is answered with `x-sidecar-refused` so the caller can try another node.
  */
@@ -105,7 +104,7 @@ export class InboundHandler {
   readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
     const requestId = requestIdOf(req);
     const refuse = (r: Refusal) =>
-      sendError(res, new SidecarError(r.code, r.message, r.code === "OVERLOADED" ? { headers: { "retry-after": "1" } } : undefined), requestId, this.o.log, {
+      sendError(res, new SidecarError(r.code, r.message), requestId, this.o.log, {
         [H.refused]: r.code,
         // A draining sidecar closes each connection it refuses on: the caller will not reuse it.
         ...(r.code === "SHUTTING_DOWN" ? { connection: "close" } : {}),

@@ -15,7 +15,7 @@ export interface LocalRegistryOptions {
 const GC_AFTER_TTLS = 3;
 
 /**
- * The embedded registry for one machine (DESIGN §3): `<dir>/<service>.<nodeId>.json`, written
+ * The embedded registry for one machine: `<dir>/<service>.<nodeId>.json`, written
  * atomically (temp file + rename), refreshed by heartbeats, aged out by mtime. Watchers learn of
  * changes through fs.watch plus a periodic rescan (which also catches expiry).
  * Not for more than one machine: the directory is the whole registry.

@@ -22,7 +22,7 @@ function splitKey(key: string): { service: string; id: string } {
 }
 
 /**
- * The production registry: a JetStream key-value bucket (DESIGN §3). Entries expire by the
+ * The production registry: a JetStream key-value bucket. Entries expire by the
  * bucket's max age; since nats-server 2.9 sends watchers no event for that, each event carries
  * `seenAt` and the RegistryView drops records not refreshed within the TTL.
  */

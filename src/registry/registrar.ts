@@ -3,7 +3,7 @@ import { Lifecycle, type Component } from "../lifecycle/component.js";
 import type { NodeRecord, Registry } from "./types.js";
 
 /**
- * Keeps this node's record in the registry while the app is healthy (DESIGN §2, §3):
+ * Keeps this node's record in the registry while the app is healthy:
  * `up()` registers at once and heartbeats every TTL/3; `down()` stops and deregisters.
  * Operations run one after another, so a quick down/up never leaves a stale record.
  */

@@ -1,4 +1,4 @@
-/** A node record as stored in the registry (DESIGN §3). */
+/** A node record as stored in the registry. */
 export interface NodeRecord {
   id: string;
   service: string;

@@ -83,7 +83,7 @@ export class RegistryView implements Component {
   #sweep(): void {
     const now = Date.now();
     // While we cannot reach the registry, or it refuses our own writes (so probably everyone's),
-    // silence proves nothing about the nodes: keep serving from this view (DESIGN §9). Once
+    // silence proves nothing about the nodes: keep serving from this view. Once
     // back, every node gets a full TTL to heartbeat again.
     if (this.registry.status() !== "connected") {
       if (!this.#registryDown) this.log.warn("registry unreachable: keeping the last known nodes until it is back");

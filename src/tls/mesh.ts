@@ -14,7 +14,7 @@ export interface MeshTlsConfig extends TlsFiles {
 export type RequestFn = (options: http.RequestOptions) => http.ClientRequest;
 
 /**
- * TLS between sidecars (DESIGN §8): the inbound listener serves `cert`/`key`; callers verify it
+ * TLS between sidecars: the inbound listener serves `cert`/`key`; callers verify it
  * against `ca`. With a `ca`, TLS is mutual: the listener requires a client certificate that
  * chains to it, and callers present their own `cert`/`key`.
  */

@@ -38,7 +38,7 @@ export function parseAddress(address: string): { host: string; port: number } {
 }
 
 /**
- * The default transport (DESIGN §4): HTTP/1.1 to the peer sidecar's inbound listener over
+ * The default transport: HTTP/1.1 to the peer sidecar's inbound listener over
  * pooled keep-alive connections.
  */
 export class HttpTransport implements Transport {

@@ -40,7 +40,7 @@ async function collect(body: StreamBody, limit: number): Promise<Buffer> {
 }
 
 /**
- * `transport.kind: nats` (DESIGN §4): request/reply through NATS, for nodes that cannot reach
+ * `transport.kind: nats`: request/reply through NATS, for nodes that cannot reach
  * each other directly. The caller addresses the node its selector picked (`sidecar.node.<id>`),
  * so strategies, ejection and retries mean the same as over HTTP; a node that no longer listens
  * answers "no responders" at once, which is tried elsewhere like a refused connection.

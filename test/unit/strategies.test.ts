@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { backoffDelay } from "../../src/api/backoff.js";
-import { ManualClock } from "../../src/clock.js";
+import { ManualClock } from "../support/clock.js";
 import { silentLogger } from "../../src/log.js";
 import type { NodeRecord } from "../../src/registry/types.js";
 import { RetryBudget } from "../../src/selector/budget.js";
