@@ -3,6 +3,7 @@
 //   http-proxy-3  http-proxy-3's web()
 //   http-proxy    the original http-proxy's web() (unmaintained since 2020)
 //   undici        undici Pool.stream()
+//   express       the node-http hop behind an express 5 app (its router and request/response wrappers)
 // Prints its port. Used by bench/proxy-libs.ts to choose the proxy library by measurement.
 import http from "node:http";
 
@@ -41,6 +42,13 @@ async function handlerFor(kind) {
         })
         .catch(() => res.headersSent || res.writeHead(502).end());
     };
+  }
+  if (kind === "express") {
+    const { default: express } = await import("express");
+    const app = express();
+    app.disable("x-powered-by");
+    app.use(await handlerFor("node-http"));
+    return app;
   }
   throw new Error(`unknown forwarder ${kind}`);
 }

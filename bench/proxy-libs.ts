@@ -7,7 +7,7 @@ import os from "node:os";
 import path from "node:path";
 import { startPrinting, table, wrk, type Result } from "./lib.js";
 
-const KINDS = ["node-http", "http-proxy-3", "http-proxy", "undici"] as const;
+const KINDS = ["node-http", "http-proxy-3", "http-proxy", "undici", "express"] as const;
 
 export async function proxyLibsBench(): Promise<string[]> {
   const tmp = mkdtempSync(path.join(os.tmpdir(), "sidecar-bench-"));
@@ -29,7 +29,7 @@ export async function proxyLibsBench(): Promise<string[]> {
   return [
     "## Proxy library choice (one forwarding hop, PUT of 512 bytes)",
     "",
-    "`bench/forwarder.mjs` builds the same hop with each candidate: hand-written `node:http` (what the sidecar's http transport does), `http-proxy-3` 1.23 (2.x needs Node 22), `http-proxy` 1.18 (unmaintained since 2020) and `undici` 7 `Pool.stream()`.",
+    "`bench/forwarder.mjs` builds the same hop with each candidate: hand-written `node:http` (what the sidecar's http transport does), `http-proxy-3` 1.23 (2.x needs Node 22), `http-proxy` 1.18 (unmaintained since 2020), `undici` 7 `Pool.stream()`, and the `node:http` hop behind an `express` 5 app (the router the design first named; dev dependency only).",
     "",
     ...table(results, (r) => r.name.startsWith("direct")),
     "",

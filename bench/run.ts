@@ -29,7 +29,8 @@ async function main(): Promise<void> {
     "",
     ...sections,
   ];
-  writeFileSync(path.join(ROOT, "BENCHMARKS.md"), lines.join("\n"));
+  // A partial run (BENCH_ONLY) prints its sections only: BENCHMARKS.md always holds one whole run.
+  if (!only) writeFileSync(path.join(ROOT, "BENCHMARKS.md"), lines.join("\n"));
   process.stdout.write(lines.join("\n"));
 }
 
