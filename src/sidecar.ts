@@ -13,7 +13,6 @@ import { managementHandler, type SidecarStatus } from "./api/routes.js";
 import type { Config } from "./config/index.js";
 import { publishHandler } from "./api/publish.js";
 import { createBroker, type Broker } from "./broker/index.js";
-import { LocalBroker } from "./broker/local.js";
 import { Metrics } from "./metrics.js";
 import { MicroBroker, refuseUpgrade } from "./micro/broker.js";
 import { Relay } from "./broker/relay.js";
@@ -34,12 +33,11 @@ import { createRegistry, RegistryView, type NodeRecord, type Registry } from "./
 import { Registrar } from "./registry/registrar.js";
 import { Selector } from "./selector/index.js";
 import { MeshTls } from "./tls/mesh.js";
-import { formatAddress, HttpTransport } from "./transport/http.js";
+import { formatAddress } from "./transport/http.js";
 import { FrontedApps } from "./front/fronted.js";
 import { ComponentStack, Lifecycle, type Component } from "./lifecycle/component.js";
 import { isMicroRegistryRoute, microRegistryHandler } from "./front/routes.js";
-import { NatsTransport } from "./transport/nats.js";
-import type { Transport } from "./transport/types.js";
+import { createTransports, type Transport } from "./transport/index.js";
 
 /** How long a draining sidecar keeps refusing calls politely before closing its inbound listener. */
 const DRAIN_GRACE_MS = 500;
@@ -189,8 +187,7 @@ export class Sidecar implements Component {
     // Calls go out over the transport each callee's record names: http always, nats when connected to NATS.
     const nats = config.transport.kind === "nats" || config.registry.kind === "nats" ? await this.#natsClient() : undefined;
     const meshTls = config.mesh.tls ? new MeshTls(config.mesh.tls) : undefined;
-    this.#transports.set("http", new HttpTransport({ meshToken: config.mesh.token, tls: meshTls }));
-    if (nats) this.#transports.set("nats", new NatsTransport(nats, config.mesh.token));
+    for (const [kind, t] of createTransports({ config, meshTls, nats })) this.#transports.set(kind, t);
     const mesh = new Secret(config.mesh.token);
     const metrics: Metrics = new Metrics({
       nodes: () => this.#view?.services().map((service) => ({ service, count: this.#view!.nodes(service).length })) ?? [],
@@ -231,7 +228,7 @@ export class Sidecar implements Component {
       protocol: config.app.protocol,
       fronted: front,
       defaultTimeout: config.calls.timeout,
-      deliveries: broker instanceof LocalBroker ? (topic, body, headers, caller) => broker.receive(topic, body, headers, caller) : undefined,
+      deliveries: broker.receive ? (topic, body, headers, caller) => broker.receive!(topic, body, headers, caller) : undefined,
       maxBody: config.api.maxBody,
       mesh,
       allow: config.inbound.allow,

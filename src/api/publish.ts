@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { isValidSubject, type Broker } from "../broker/types.js";
+import type { Broker } from "../broker/types.js";
+import { isValidSubject } from "../subjects.js";
 import { SidecarError } from "../errors.js";
 import { readBody } from "../http/body.js";
 import { H, requestIdOf } from "../http/headers.js";

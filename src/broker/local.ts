@@ -6,7 +6,8 @@ import type { RegistryView } from "../registry/view.js";
 import { parseAddress } from "../transport/http.js";
 import { peerClient, type MeshTls } from "../tls/mesh.js";
 import { InProcessDeliveries } from "./in-process.js";
-import { subjectMatches, type ActiveSubscription, type Broker, type BrokerStatus, type DeliverFn, type PublishResult, type SubscriptionSpec } from "./types.js";
+import { subjectMatches } from "../subjects.js";
+import type { ActiveSubscription, Broker, BrokerStatus, DeliverFn, PublishResult, SubscriptionSpec } from "./types.js";
 
 /** A peer's answer to a delivery is a small JSON document ({"accepted": n}, or an error body). */
 const ANSWER_LIMIT = 64 * 1024;

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { isValidName } from "../names.js";
-import { isValidSubject } from "../broker/types.js";
+import { isValidSubject } from "../subjects.js";
 import { parseDuration, parseSize } from "./units.js";
 
 /** Defaults, named once. Durations in milliseconds, sizes in bytes. */
