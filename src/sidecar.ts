@@ -1,27 +1,24 @@
 import { randomBytes } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import os from "node:os";
-import type { Duplex } from "node:stream";
 import { Caller } from "./api/caller.js";
+import { apiRouter } from "./api/router.js";
+import { starting } from "./api/starting.js";
+import { advertisedAddress } from "./http/address.js";
 import { systemClock } from "./clock.js";
 import { proxyHandler } from "./api/proxy.js";
 import { RecentEvents } from "./api/recent.js";
 import { rpcHandler } from "./api/rpc.js";
 import { microPathHandler } from "./micro/handler.js";
-import { claims } from "./micro/path.js";
 import { managementHandler, type SidecarStatus } from "./api/routes.js";
 import type { Config } from "./config/index.js";
 import { publishHandler } from "./api/publish.js";
 import { createBroker, type Broker } from "./broker/index.js";
 import { Metrics } from "./metrics.js";
-import { MicroBroker, refuseUpgrade } from "./micro/broker.js";
+import { MicroBroker } from "./micro/broker.js";
 import { Relay } from "./broker/relay.js";
 import { askApp, resolveSpec, Subscriptions } from "./broker/subscriptions.js";
 import { HealthChecker, type AppHealth } from "./health/checker.js";
-import { SidecarError } from "./errors.js";
 import { Secret } from "./http/auth.js";
-import { requestIdOf } from "./http/headers.js";
-import { sendError, sendJson } from "./http/reply.js";
 import { Listener } from "./http/listener.js";
 import { AppClient } from "./inbound/app-client.js";
 import { InboundGate } from "./inbound/gate.js";
@@ -33,7 +30,6 @@ import { createRegistry, RegistryView, type NodeRecord, type Registry } from "./
 import { Registrar } from "./registry/registrar.js";
 import { Selector } from "./selector/index.js";
 import { MeshTls } from "./tls/mesh.js";
-import { formatAddress } from "./transport/http.js";
 import { FrontedApps } from "./front/fronted.js";
 import { ComponentStack, Lifecycle, type Component } from "./lifecycle/component.js";
 import { isMicroRegistryRoute, microRegistryHandler } from "./front/routes.js";
@@ -41,45 +37,6 @@ import { createTransports, type Transport } from "./transport/index.js";
 
 /** How long a draining sidecar keeps refusing calls politely before closing its inbound listener. */
 const DRAIN_GRACE_MS = 500;
-
-/**
- * The api while the sidecar starts: alive (/health/live 200), not ready (/health and
- * /health/ready 503 with the reason), every other route 503 STARTING with Retry-After.
- */
-function starting(req: IncomingMessage, res: ServerResponse, log: Logger, registry: string): void {
-  const reason = registry === "nats" ? "the sidecar is starting: waiting for NATS and the registry bucket" : "the sidecar is starting";
-  const body = (status: number, value: unknown) => sendJson(res, status, value, { "retry-after": "1" });
-  if (under("/health/live", req.url)) return body(200, { status: "ok" });
-  if (under("/health/ready", req.url)) return body(503, { status: "not ready", reasons: [reason] });
-  if (under("/health", req.url)) return body(503, { status: "starting", app: "unknown", registry: "disconnected", broker: "disconnected" });
-  sendError(res, new SidecarError("STARTING", `${reason}; try again shortly`), requestIdOf(req), log);
-}
-
-/** The path of a request URL, without its query. */
-function pathOf(url: string | undefined): string {
-  const u = url ?? "/";
-  const q = u.indexOf("?");
-  return q === -1 ? u : u.slice(0, q);
-}
-
-/** Is `url` under `prefix` ("/rpc" matches /rpc, /rpc/x and /rpc?x, not /rpcx)? */
-function under(prefix: string, url: string | undefined): boolean {
-  if (url === undefined || !url.startsWith(prefix)) return false;
-  const next = url[prefix.length];
-  return next === undefined || next === "/" || next === "?";
-}
-
-/** The address peers reach this node at: `advertise`, else the bound one (a wildcard bind advertises the first external IPv4). */
-export function advertisedAddress(config: Config, boundPort: number, log: Logger): string {
-  if (config.inbound.advertise) return config.inbound.advertise;
-  const host = config.inbound.host;
-  if (host !== "0.0.0.0" && host !== "::") return formatAddress(host, boundPort);
-  for (const addrs of Object.values(os.networkInterfaces())) {
-    for (const a of addrs ?? []) if (a.family === "IPv4" && !a.internal) return `${a.address}:${boundPort}`;
-  }
-  log.warn("no external IPv4 address found; advertising 127.0.0.1 (set inbound.advertise)");
-  return `127.0.0.1:${boundPort}`;
-}
 
 /**
  * The composition root. start: connect backends → start listeners → check the app →
@@ -281,29 +238,17 @@ export class Sidecar implements Component {
         this.#registrar?.refresh();
       } : undefined,
     }));
-    const authorized = (req: IncomingMessage) => !apiToken.required || under("/health", req.url) || req.url === "/" || apiToken.acceptsBearer(req.headers.authorization);
-    // WebSocket upgrades (micro's /broker subscribers): the same token rule as every other route.
-    this.#apiListener!.server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-      if (!authorized(req)) return refuseUpgrade(socket, new SidecarError("UNAUTHORIZED", "this sidecar requires Authorization: Bearer <api.token>"), requestIdOf(req), apiLog);
-      if (under("/broker", req.url)) return microBroker.upgrade(req, socket, head);
-      refuseUpgrade(socket, new SidecarError("NOT_FOUND", `no WebSocket route ${req.url ?? ""}: only /broker takes an upgrade`), requestIdOf(req), apiLog);
-    });
-    // Every route is answered by plain node:http: the hot ones first, then the management surface.
-    this.#api = (req: IncomingMessage, res: ServerResponse) => {
-      // /health* and the status page's static HTML carry no data; everything else needs the token.
-      if (!authorized(req)) {
-        const err = new SidecarError("UNAUTHORIZED", "this sidecar requires Authorization: Bearer <api.token>", { headers: { "www-authenticate": 'Bearer realm="sidecar"' } });
-        return sendError(res, err, requestIdOf(req), apiLog);
-      }
-      if (under("/rpc", req.url)) rpc(req, res);
-      else if (under("/proxy", req.url)) proxy(req, res);
-      else if (under("/publish", req.url)) publish(req, res);
-      else if (under("/broker", req.url)) microBroker.handle(req, res);
-      // micro's path form takes only what no route of ours (src/micro/path.ts RESERVED) would.
-      else if (isMicroRegistryRoute(req)) microRegistry(req, res);
-      else if (claims(pathOf(req.url), req.method, config.micro.handler)) microPath(req, res);
-      else mgmt(req, res);
-    };
+    const router = apiRouter(
+      {
+        rpc, proxy, publish, broker: microBroker, management: mgmt,
+        microRegistry: { is: isMicroRegistryRoute, handle: microRegistry },
+        microPath: { handler: config.micro.handler, handle: microPath },
+      },
+      apiToken,
+      apiLog,
+    );
+    this.#apiListener!.server.on("upgrade", router.upgrade);
+    this.#api = router.request;
 
     this.#node = {
       id: `${config.service.name.replace(/\./g, "-")}-${randomBytes(4).toString("hex")}`,
