@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { Caller } from "./api/caller.js";
+import { Caller } from "./outbound/caller.js";
 import { apiRouter } from "./api/router.js";
 import { starting } from "./api/starting.js";
 import { advertisedAddress } from "./http/address.js";

@@ -5,7 +5,7 @@ import { sendError } from "../http/reply.js";
 import type { Logger } from "../log.js";
 import { isValidName, show } from "../names.js";
 import { StreamBody } from "../transport/types.js";
-import type { Call, Caller } from "./caller.js";
+import type { Call, Caller } from "../outbound/caller.js";
 import { checkTimeoutHeader, keyOf } from "./rpc.js";
 
 export interface ProxyOptions {

@@ -8,7 +8,7 @@ import { replyError, type MicroErrors } from "../micro/errors.js";
 import { foldedFields, formEnvelope, isForm, jsonStringRequest } from "../micro/rpc-forms.js";
 import type { Logger } from "../log.js";
 import { isValidName, show } from "../names.js";
-import { notANode, type Call, type Caller } from "./caller.js";
+import { notANode, type Call, type Caller } from "../outbound/caller.js";
 
 const DOTTED = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
 const PATH = /^\/[\x21-\x7e]*$/;

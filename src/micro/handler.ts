@@ -4,7 +4,7 @@ import { readBody } from "../http/body.js";
 import { requestIdOf } from "../http/headers.js";
 import type { Logger } from "../log.js";
 import { isValidName, show } from "../names.js";
-import type { Call, Caller } from "../api/caller.js";
+import type { Call, Caller } from "../outbound/caller.js";
 import { proxyCall } from "../api/proxy.js";
 import { endpointToPath, rawCall } from "../api/rpc.js";
 import { replyError, type MicroErrors } from "./errors.js";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { backoffDelay } from "../../src/api/backoff.js";
+import { backoffDelay } from "../../src/outbound/backoff.js";
 import { ManualClock } from "../support/clock.js";
 import { silentLogger } from "../../src/log.js";
 import type { NodeRecord } from "../../src/registry/types.js";
