@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { Caller } from "./outbound/caller.js";
+import { AppState } from "./lifecycle/app-state.js";
 import { apiRouter } from "./api/router.js";
 import { starting } from "./api/starting.js";
 import { advertisedAddress } from "./http/address.js";
@@ -17,7 +18,7 @@ import { Metrics } from "./metrics.js";
 import { MicroBroker } from "./micro/broker.js";
 import { Relay } from "./broker/relay.js";
 import { askApp, resolveSpec, Subscriptions } from "./broker/subscriptions.js";
-import { HealthChecker, type AppHealth } from "./health/checker.js";
+import { HealthChecker } from "./health/checker.js";
 import { Secret } from "./http/auth.js";
 import { Listener } from "./http/listener.js";
 import { AppClient } from "./inbound/app-client.js";
@@ -54,8 +55,8 @@ export class Sidecar implements Component {
   #broker: Broker | undefined;
   #relay: Relay | undefined;
   #subscriptions: Subscriptions | undefined;
-  #askedApp = false;
-  #transitions: Promise<void> = Promise.resolve();
+  /** What the app's health steers (registration, NATS inbound, subscriptions), one transition at a time. */
+  #appState: AppState | undefined;
   #selector: Selector | undefined;
   #gate: InboundGate | undefined;
   #appClient: AppClient | undefined;
@@ -267,12 +268,25 @@ export class Sidecar implements Component {
     if (config.transport.kind === "nats" && nats) {
       this.#natsInbound = new NatsInbound(nats, { service: config.service.name, nodeId: this.#node.id, app: this.#appClient, gate: this.#gate, protocol: config.app.protocol, defaultTimeout: config.calls.timeout, mesh, allow: config.inbound.allow, log: log.child({ component: "nats-inbound" }) });
     }
-    this.#checker.on("change", (state, reason) => {
-      // One transition at a time, in order: a quick fail/pass never leaves things half done.
-      this.#transitions = this.#transitions.then(() => this.#onHealth(state, reason)).catch((err: unknown) => {
-        log.error("app state change failed", { error: (err as Error).message });
-      });
+    const subscriptionsOf = this.#subscriptions;
+    const node = this.#node;
+    this.#appState = new AppState({
+      askApp: config.broker.askApp ? () => askApp(config.app, log.child({ component: "subscriptions" })) : undefined,
+      subscriptions: {
+        add: (configs) => subscriptionsOf.add(configs.map((c) => resolveSpec(c, { service: config.service.name, timeout: config.calls.timeout }))),
+        start: () => subscriptionsOf.start(),
+        pause: () => subscriptionsOf.pause(),
+        resume: () => subscriptionsOf.resume(),
+      },
+      announce: () => {
+        node.subscriptions = [...new Set([...subscriptionsOf.topics, ...this.#wsTopics])];
+      },
+      registrar: this.#registrar,
+      natsInbound: this.#natsInbound,
+      draining: () => this.#draining,
+      log,
     });
+    this.#checker.on("change", this.#appState.change);
     // After a NATS reconnection, re-register at once instead of waiting for the next heartbeat.
     if (this.#nats)
       (await this.#nats).onReconnect(() => {
@@ -281,37 +295,6 @@ export class Sidecar implements Component {
       });
     log.info("listening", { api: `${api.address}:${api.port}`, inbound: `${meshTls ? "https" : "http"}://${bound.address}:${bound.port}`, meshTls: meshTls ? (meshTls.mutual ? "mutual" : "server") : "off", advertise: this.#node.address, node: this.#node.id });
     await this.#checker.start();
-  }
-
-  /**
-   * The app passed: (first time) ask it for subscriptions and start them, then take traffic and
-   * register. The app failed: deregister first, then stop taking traffic and pause deliveries.
-   */
-  async #onHealth(state: AppHealth, reason: string | undefined): Promise<void> {
-    if (this.#draining) return;
-    const { config } = this;
-    if (state === "passing") {
-      if (!this.#askedApp) {
-        this.#askedApp = true;
-        if (config.broker.askApp) {
-          const fromApp = await askApp(config.app, this.log.child({ component: "subscriptions" }));
-          if (fromApp.length > 0) this.log.info("the app asked for subscriptions", { topics: fromApp.map((s) => s.topic) });
-          this.#subscriptions!.add(fromApp.map((c) => resolveSpec(c, { service: config.service.name, timeout: config.calls.timeout })));
-        }
-        this.#node!.subscriptions = [...new Set([...this.#subscriptions!.topics, ...this.#wsTopics])];
-        await this.#subscriptions!.start();
-      } else {
-        this.#subscriptions!.resume();
-      }
-      // A shutdown that began while we asked the app or subscribed must not be undone by registering.
-      if (this.#draining) return;
-      await this.#natsInbound?.start();
-      await this.#registrar!.up();
-    } else {
-      await this.#registrar!.down(`app health check failing: ${reason ?? "unknown"}`);
-      await this.#natsInbound?.stop();
-      await this.#subscriptions!.pause();
-    }
   }
 
   #natsClient(): Promise<NatsClient> {
@@ -336,7 +319,7 @@ export class Sidecar implements Component {
     await this.#starting?.catch(() => undefined);
     // The drain phase: its order is deliberate (deregister before refusing calls, refuse before closing).
     await step("health", this.#checker, () => this.#checker!.close());
-    await this.#transitions; // a health transition in progress finishes (and sees #draining) first
+    await this.#appState?.settled(); // a health transition in progress finishes (and sees #draining) first
     await step("registrar", this.#registrar, () => this.#registrar!.down("shutdown"));
     await step("front:deregister", this.#front, () => this.#front!.stop());
     // Stop taking messages; deliveries in flight finish and are acknowledged.
