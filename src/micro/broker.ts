@@ -73,6 +73,8 @@ export class MicroBroker implements Component {
   #groups: SocketGroups | undefined;
   #wss: Promise<WsServer> | undefined;
   #closed = false;
+  /** Connections accepted for an upgrade and not closed yet (the bound counts these). */
+  #held = 0;
 
   constructor(private readonly o: MicroBrokerOptions) {}
 
@@ -107,12 +109,16 @@ export class MicroBroker implements Component {
       if (!isValidSubject(topic, true)) throw new SidecarError("INVALID_TOPIC", `topic ${show(topic)} is not a NATS subject (dot-separated tokens; '*' and a final '>' allowed)`);
       if (queue !== undefined && !/^[A-Za-z0-9_.-]{1,64}$/.test(queue)) throw new SidecarError("INVALID_REQUEST", `queue ${show(queue)} must be 1-64 letters, digits, '.', '_' or '-'`);
       if (this.#closed) throw new SidecarError("SHUTTING_DOWN", "the sidecar is shutting down");
-      if ((this.#groups?.connections ?? 0) >= MICRO_BROKER_LIMITS.connections) {
+      if (this.#held >= MICRO_BROKER_LIMITS.connections) {
         throw new SidecarError("OVERLOADED", `this sidecar already holds ${MICRO_BROKER_LIMITS.connections} /broker WebSocket subscribers`);
       }
     } catch (err) {
       return refuse(err as SidecarError);
     }
+    // The slot is taken now, not once the handshake is done, so that upgrades arriving together
+    // cannot pass the bound; it is given back when the connection closes, whatever happened on it.
+    this.#held += 1;
+    socket.once("close", () => (this.#held -= 1));
     const contentType = typeof req.headers["content-type"] === "string" ? req.headers["content-type"] : "text/plain";
     void this.#server().then(
       (wss) => {
@@ -149,9 +155,9 @@ export class MicroBroker implements Component {
     return this.#wss;
   }
 
-  /** WebSocket subscribers held now. */
+  /** WebSocket connections held now (subscribed, or finishing their handshake). */
   get connections(): number {
-    return this.#groups?.connections ?? 0;
+    return this.#held;
   }
 
   /** Nothing to open: WebSockets come through upgrade(). After close() it rejects with CLOSED. */

@@ -194,6 +194,34 @@ describe("micro's /broker behind api.token", () => {
   });
 });
 
+describe("micro's /broker: the WebSocket bound", () => {
+  it("a 257th WebSocket subscriber is refused 503 OVERLOADED, and a slot comes back when one closes", async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "sidecar-microbroker-bound-"));
+    const app = await TestApp.start("bounded");
+    const s = await startSidecar(testSettings({ service: "bounded", appPort: app.port, registry: { dir } }));
+    const held: WebSocket[] = [];
+    try {
+      const base = apiUrl(s);
+      // Opened together, as a burst of clients would: the bound holds even mid-handshake.
+      const opened = await Promise.allSettled(Array.from({ length: 256 }, () => subscriber(base, "topic=crowd")));
+      for (const o of opened) if (o.status === "fulfilled") held.push(o.value.ws);
+      assert.equal(held.length, 256, "256 subscribers fit");
+      assert.equal(await refusedUpgrade(`${base.replace("http://", "ws://")}/broker?topic=crowd`), 503);
+      await closeAll([held.pop()!]);
+      await waitFor(async () => {
+        const r = await subscriber(base, "topic=crowd").catch(() => undefined);
+        if (r) held.push(r.ws);
+        return r !== undefined;
+      }, "a slot free again");
+    } finally {
+      await closeAll(held);
+      await s.close();
+      await app.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe("micro's /broker and shutdown", () => {
   it("a sidecar shutting down closes its WebSocket subscribers with 1001 (going away) and does not wait on them", async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), "sidecar-microbroker-close-"));
