@@ -1,6 +1,7 @@
-import http, { STATUS_CODES, type RequestListener } from "node:http";
+import http, { type RequestListener } from "node:http";
 import https from "node:https";
-import { ERRORS, errorBody, type ErrorCode } from "../errors.js";
+import { ERRORS, type ErrorCode } from "../errors.js";
+import { endSocketWithError } from "./reply.js";
 import type { Logger } from "../log.js";
 import { waitIdle } from "../lifecycle/wait-idle.js";
 import { closedError } from "../lifecycle/component.js";
@@ -76,8 +77,7 @@ export class Listener {
     this.server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
       if (!socket.writable || err.code === "ECONNRESET") return socket.destroy();
       const [status, code, message] = clientErrorOf(err);
-      const body = errorBody(code, message);
-      socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+      endSocketWithError(socket, status, code, message);
     });
     this.server.headersTimeout = headersTimeout;
     this.server.requestTimeout = requestTimeout;

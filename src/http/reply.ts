@@ -1,5 +1,6 @@
-import type { ServerResponse } from "node:http";
-import { errorBody, toSidecarError, type SidecarError } from "../errors.js";
+import { STATUS_CODES, type ServerResponse } from "node:http";
+import type { Duplex } from "node:stream";
+import { errorBody, toSidecarError, type ErrorCode, type SidecarError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { H, requestFields } from "./headers.js";
 
@@ -43,4 +44,14 @@ export function sendError(res: ServerResponse, err: unknown, requestId: string, 
     ...extraHeaders,
   });
   res.end(body);
+}
+
+/**
+ * The JSON error written straight to a socket that has no ServerResponse (a request node:http
+ * could not parse, a refused WebSocket upgrade), then the connection closed.
+ */
+export function endSocketWithError(socket: Duplex, status: number, code: ErrorCode, message: string, requestId?: string): void {
+  const body = errorBody(code, message, requestId);
+  const id = requestId ? `${H.requestId}: ${requestId}\r\n` : "";
+  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? code}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${id}connection: close\r\n\r\n${body}`);
 }

@@ -1,13 +1,13 @@
 import { randomUUID } from "node:crypto";
-import { STATUS_CODES, type IncomingMessage, type ServerResponse } from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import { checkHeaderBytes, fillCloudEvents, RESERVED_MESSAGE_HEADERS, sendToBroker } from "../api/message.js";
 import type { Broker } from "../broker/types.js";
 import { isValidSubject } from "../subjects.js";
-import { errorBody, SidecarError } from "../errors.js";
+import { SidecarError } from "../errors.js";
 import { readBody } from "../http/body.js";
-import { H, HOP_BY_HOP, requestIdOf } from "../http/headers.js";
-import { sendError, sendJson } from "../http/reply.js";
+import { endToEnd, H, requestIdOf } from "../http/headers.js";
+import { endSocketWithError, sendError, sendJson } from "../http/reply.js";
 import type { Logger } from "../log.js";
 import { Lifecycle, type Component } from "../lifecycle/component.js";
 import { show } from "../names.js";
@@ -20,7 +20,7 @@ import { SocketGroups, type WsServer } from "./broker-socket.js";
 export const MICRO_BROKER_LIMITS = { frameBytes: 16_384, connections: 256 } as const;
 
 /** Request headers that never become message headers: the connection's own, and the api token. */
-const NOT_CARRIED = new Set(["host", "content-length", "authorization", "cookie", "expect", "sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions", "sec-websocket-protocol"]);
+const NOT_CARRIED = new Set([H.requestId, "host", "content-length", "authorization", "cookie", "expect", "sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions", "sec-websocket-protocol"]);
 
 export interface MicroBrokerOptions {
   broker: Broker;
@@ -35,8 +35,7 @@ export interface MicroBrokerOptions {
 export function refuseUpgrade(socket: Duplex, err: SidecarError, requestId: string, log?: Logger): void {
   socket.on("error", () => undefined);
   log?.debug("WebSocket upgrade refused", { code: err.code, status: err.status, requestId, error: err.message });
-  const body = errorBody(err.code, err.message, requestId);
-  socket.end(`HTTP/1.1 ${err.status} ${STATUS_CODES[err.status] ?? err.code}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${H.requestId}: ${requestId}\r\nconnection: close\r\n\r\n${body}`);
+  endSocketWithError(socket, err.status, err.code, err.message, requestId);
 }
 
 /** `topic` (and `queue`) of micro's `/broker?topic=...&queue=...`. */
@@ -50,12 +49,10 @@ function query(req: IncomingMessage): { topic: string; queue: string | undefined
 
 /** The headers of a micro publish: every request header, as micro did (`Header[k] = strings.Join(v, ", ")`), but the connection's and the token. */
 function messageHeaders(req: IncomingMessage): Record<string, string> {
-  const named = typeof req.headers.connection === "string" ? req.headers.connection.toLowerCase().split(",").map((s) => s.trim()) : [];
   const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(req.headers)) {
-    if (v === undefined || HOP_BY_HOP.has(k) || NOT_CARRIED.has(k) || named.includes(k) || k === H.requestId) continue;
+  for (const [k, v] of Object.entries(endToEnd(req.headers, NOT_CARRIED))) {
     if (RESERVED_MESSAGE_HEADERS.has(k)) throw new SidecarError("INVALID_REQUEST", `header ${k} is set by the sidecar, not by an app: remove it from the publish`);
-    out[k] = Array.isArray(v) ? v.join(", ") : v;
+    out[k] = Array.isArray(v) ? v.join(", ") : String(v);
   }
   return out;
 }
