@@ -20,6 +20,11 @@ export const MESSAGE_HEADER_LIMIT = 8 * 1024;
  */
 export const RESERVED_MESSAGE_HEADERS: ReadonlySet<string> = new Set([...INTERNAL, ...Object.values(DEAD)]);
 
+/** 400 when an app sends one of the sidecars' own header names with a publish. */
+export function checkNotReserved(name: string): void {
+  if (RESERVED_MESSAGE_HEADERS.has(name)) throw new SidecarError("INVALID_REQUEST", `header ${name} is set by the sidecar, not by an app: remove it from the publish`);
+}
+
 /** 431 when the headers a message would carry are over MESSAGE_HEADER_LIMIT. */
 export function checkHeaderBytes(headers: Record<string, string>): void {
   let bytes = 0;

@@ -5,7 +5,7 @@ import { SidecarError } from "../errors.js";
 import { readBody } from "../http/body.js";
 import { H, requestIdOf } from "../http/headers.js";
 import { sendError } from "../http/reply.js";
-import { checkHeaderBytes, fillCloudEvents, RESERVED_MESSAGE_HEADERS, sendToBroker } from "./message.js";
+import { checkHeaderBytes, fillCloudEvents, checkNotReserved, sendToBroker } from "./message.js";
 import type { Logger } from "../log.js";
 import { show } from "../names.js";
 import { checkBinaryHeaders, isBatch, isStructured, structuredAttributes } from "../broker/cloudevents.js";
@@ -23,7 +23,7 @@ function carried(req: IncomingMessage): Record<string, string> {
   for (const [k, v] of Object.entries(req.headers)) {
     if (typeof v !== "string") continue;
     if (k.startsWith("ce-") || (k.startsWith("x-sidecar-") && k !== H.timeout && k !== H.retries) || k === "content-type" || k === "traceparent" || k === "tracestate") {
-      if (RESERVED_MESSAGE_HEADERS.has(k)) throw new SidecarError("INVALID_REQUEST", `header ${k} is set by the sidecar, not by an app: remove it from the publish`);
+      checkNotReserved(k);
       out[k] = v;
     }
   }

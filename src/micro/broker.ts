@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
-import { checkHeaderBytes, fillCloudEvents, RESERVED_MESSAGE_HEADERS, sendToBroker } from "../api/message.js";
+import { checkHeaderBytes, fillCloudEvents, checkNotReserved, sendToBroker } from "../api/message.js";
 import type { Broker } from "../broker/types.js";
 import { isValidSubject } from "../subjects.js";
 import { SidecarError } from "../errors.js";
@@ -51,7 +51,7 @@ function query(req: IncomingMessage): { topic: string; queue: string | undefined
 function messageHeaders(req: IncomingMessage): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(endToEnd(req.headers, NOT_CARRIED))) {
-    if (RESERVED_MESSAGE_HEADERS.has(k)) throw new SidecarError("INVALID_REQUEST", `header ${k} is set by the sidecar, not by an app: remove it from the publish`);
+    checkNotReserved(k);
     out[k] = Array.isArray(v) ? v.join(", ") : String(v);
   }
   return out;
