@@ -33,6 +33,7 @@ export const ERRORS = {
   STARTING: { status: 503, doc: "the sidecar is still starting (e.g. waiting for NATS); Retry-After", retryAfter: 1 },
   BROKER_UNAVAILABLE: { status: 503, doc: "the broker did not take the published message (not connected, or JetStream did not store it)", retryAfter: 1 },
   OVERLOADED: { status: 503, doc: "the callee's app already has app.maxConcurrency calls in flight (Retry-After)", retryAfter: 1 },
+  TOO_MANY_STREAMS: { status: 503, doc: "this sidecar already serves 16 GET /events streams; Retry-After", retryAfter: 1 },
   TIMEOUT: { status: 504, doc: "the call did not complete within its deadline" },
 } as const satisfies Record<string, { status: number; doc: string; retryAfter?: number }>;
 

@@ -2,7 +2,13 @@ import { randomBytes } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { Caller } from "./outbound/caller.js";
 import { AppState } from "./lifecycle/app-state.js";
-import { apiRouter } from "./api/router.js";
+import { apiRouter, tokenGate } from "./api/router.js";
+import { EventHub } from "./events/hub.js";
+import { eventStream } from "./events/stream.js";
+import type { LaggedEvent, StampedEvent } from "./events/types.js";
+import { under } from "./http/paths.js";
+import { sendError } from "./http/reply.js";
+import { requestIdOf } from "./http/headers.js";
 import { starting } from "./api/starting.js";
 import { advertisedAddress } from "./http/address.js";
 import { systemClock } from "./clock.js";
@@ -66,8 +72,11 @@ export class Sidecar implements Component {
   #microBroker: MicroBroker | undefined;
   /** Topics this node's /broker WebSockets subscribe to (announced in its record for the embedded broker). */
   #wsTopics: string[] = [];
-  /** What the api listener answers: `starting` until start() has built the real routes. */
-  #api: (req: IncomingMessage, res: ServerResponse) => void = (req, res) => starting(req, res, this.log, this.config.registry.kind);
+  /** What happens to this sidecar: Sidecar.events(), GET /events, the status page. */
+  readonly #events = new EventHub();
+  readonly #eventStream: ReturnType<typeof eventStream>;
+  /** What the api listener answers until start() has built the real routes: `starting`, and GET /events. */
+  #api: (req: IncomingMessage, res: ServerResponse) => void;
   #checker: HealthChecker | undefined;
   #registrar: Registrar | undefined;
   #node: NodeRecord | undefined;
@@ -85,6 +94,23 @@ export class Sidecar implements Component {
   constructor(readonly config: Config, log: Logger) {
     this.log = log;
     this.#recent.attach(log);
+    this.#eventStream = eventStream(this.#events, log.child({ component: "events" }));
+    const gate = tokenGate(new Secret(config.api.token));
+    this.#api = (req, res) => {
+      if (!under("/events", req.url)) return starting(req, res, this.log, this.config.registry.kind);
+      if (!gate.authorized(req)) return sendError(res, gate.refusal(), requestIdOf(req), this.log);
+      this.#eventStream.handle(req, res);
+    };
+  }
+
+  /**
+   * What happens to this sidecar from now on (with `replay`, the last ones kept first), as
+   * typed events: listening, backend status, app healthy/unhealthy, registered/deregistered,
+   * nodes joined/left/ejected, subscription states, draining, stopped. The iterator ends after
+   * `stopped`; a reader far behind gets a `lagged` event. `break` unsubscribes.
+   */
+  events(options: { replay?: boolean } = {}): AsyncIterableIterator<StampedEvent | LaggedEvent> {
+    return this.#events.events(options);
   }
 
   /** The node record this sidecar registers (available after start). */
@@ -140,7 +166,8 @@ export class Sidecar implements Component {
     log.info("api listening", { api: `${api.address}:${api.port}` });
     this.#registry = await createRegistry({ config, log: log.child({ component: "registry" }), nats: () => this.#natsClient(), signal: this.#stop.signal });
     this.#components.push("registry", this.#registry);
-    this.#view = new RegistryView(this.#registry, config.registry.ttl, log.child({ component: "registry-view" }));
+    const emit = this.#events.emit;
+    this.#view = new RegistryView(this.#registry, config.registry.ttl, log.child({ component: "registry-view" }), emit);
     await this.#view.start();
     // Calls go out over the transport each callee's record names: http always, nats when connected to NATS.
     const nats = config.transport.kind === "nats" || config.registry.kind === "nats" ? await this.#natsClient() : undefined;
@@ -155,7 +182,10 @@ export class Sidecar implements Component {
       callsInFlight: (): number => caller.inFlight,
       notTaken: () => this.#broker?.notTaken?.(),
     });
-    this.#selector = new Selector(config.selector, systemClock, log.child({ component: "selector" }), (service) => metrics.ejection(service));
+    this.#selector = new Selector(config.selector, systemClock, log.child({ component: "selector" }), (service, node, forMs, failures) => {
+      metrics.ejection(service);
+      emit({ type: "node-ejected", service, node, forMs, failures });
+    });
     const caller: Caller = new Caller(this.#view, this.#selector, this.#transports, config.service.name, metrics);
     const view = this.#view;
     const selector = this.#selector;
@@ -169,7 +199,7 @@ export class Sidecar implements Component {
     this.#components.push("broker", broker);
     this.#relay = new Relay({ app: config.app, service: config.service.name, appToken: config.app.token, log: log.child({ component: "relay" }), broker: () => broker });
     this.#components.push("relay", this.#relay);
-    this.#subscriptions = new Subscriptions(broker, this.#relay, log.child({ component: "subscriptions" }));
+    this.#subscriptions = new Subscriptions(broker, this.#relay, log.child({ component: "subscriptions" }), emit);
     this.#subscriptions.add(config.subscriptions.map((c) => resolveSpec(c, { service: config.service.name, timeout: config.calls.timeout })));
 
     this.#checker = new HealthChecker({ host: config.app.host, port: config.app.port, token: config.app.token, ...config.app.health }, log.child({ component: "health" }));
@@ -219,7 +249,7 @@ export class Sidecar implements Component {
       fronted: front.list(),
     });
     const mgmt = managementHandler(
-      { view, status, nodeState: (service, id) => selector.state(service, id), subscriptions: () => subscriptions.list(), metrics, about, recent: () => this.#recent.list() },
+      { view, status, nodeState: (service, id) => selector.state(service, id), subscriptions: () => subscriptions.list(), metrics, about, recent: () => this.#recent.list(), events: (n) => this.#events.recent(n) },
       log.child({ component: "api" }),
     );
     const publish = publishHandler({ broker, service: config.service.name, maxBody: config.api.maxBody, log: log.child({ component: "publish" }) });
@@ -241,7 +271,7 @@ export class Sidecar implements Component {
     }));
     const router = apiRouter(
       {
-        rpc, proxy, publish, broker: microBroker, management: mgmt,
+        rpc, proxy, publish, broker: microBroker, management: mgmt, events: this.#eventStream.handle,
         microRegistry: { is: isMicroRegistryRoute, handle: microRegistry },
         microPath: { handler: config.micro.handler, handle: microPath },
       },
@@ -264,7 +294,7 @@ export class Sidecar implements Component {
       // Callers mark RPC-style calls only for nodes whose record says JSON-RPC.
       ...(config.app.protocol === "jsonrpc" ? { protocol: "jsonrpc" as const } : {}),
     };
-    this.#registrar = new Registrar(this.#registry, this.#node, config.registry.ttl, log.child({ component: "registrar" }));
+    this.#registrar = new Registrar(this.#registry, this.#node, config.registry.ttl, log.child({ component: "registrar" }), emit);
     if (config.transport.kind === "nats" && nats) {
       this.#natsInbound = new NatsInbound(nats, { service: config.service.name, nodeId: this.#node.id, app: this.#appClient, gate: this.#gate, protocol: config.app.protocol, defaultTimeout: config.calls.timeout, mesh, allow: config.inbound.allow, log: log.child({ component: "nats-inbound" }) });
     }
@@ -286,6 +316,7 @@ export class Sidecar implements Component {
       draining: () => this.#draining,
       log,
     });
+    this.#checker.on("change", (state, reason) => emit(state === "passing" ? { type: "app-healthy" } : { type: "app-unhealthy", reason: reason ?? "unknown" }));
     this.#checker.on("change", this.#appState.change);
     // After a NATS reconnection, re-register at once instead of waiting for the next heartbeat.
     if (this.#nats)
@@ -293,7 +324,9 @@ export class Sidecar implements Component {
         this.#registrar?.refresh();
         front.refresh();
       });
-    log.info("listening", { api: `${api.address}:${api.port}`, inbound: `${meshTls ? "https" : "http"}://${bound.address}:${bound.port}`, meshTls: meshTls ? (meshTls.mutual ? "mutual" : "server") : "off", advertise: this.#node.address, node: this.#node.id });
+    const inboundUrl = `${meshTls ? "https" : "http"}://${bound.address}:${bound.port}`;
+    log.info("listening", { api: `${api.address}:${api.port}`, inbound: inboundUrl, meshTls: meshTls ? (meshTls.mutual ? "mutual" : "server") : "off", advertise: this.#node.address, node: this.#node.id });
+    emit({ type: "listening", api: `${api.address}:${api.port}`, inbound: inboundUrl, advertise: this.#node.address, node: this.#node.id });
     await this.#checker.start();
   }
 
@@ -315,6 +348,7 @@ export class Sidecar implements Component {
     const step = async (name: string, present: unknown, fn: () => Promise<unknown> | unknown) => (present === undefined ? undefined : components.step(name, fn));
     log.info("shutting down: deregistering, then draining calls in flight", { timeoutMs: shutdownTimeout });
     this.#draining = true;
+    this.#events.emit({ type: "draining" });
     this.#stop.abort();
     await this.#starting?.catch(() => undefined);
     // The drain phase: its order is deliberate (deregister before refusing calls, refuse before closing).
@@ -331,6 +365,7 @@ export class Sidecar implements Component {
     // refusal (and Connection: close) and go elsewhere, instead of a reset they could not tell
     // from a sidecar dying mid-request.
     await new Promise((r) => setTimeout(r, Math.min(DRAIN_GRACE_MS, shutdownTimeout)));
+    this.#eventStream.endAll(); // an open GET /events stream would hold the api listener open
     await step("listeners", this.#apiListener, () =>
       Promise.all([
         this.#inboundListener?.close(shutdownTimeout),
@@ -343,5 +378,7 @@ export class Sidecar implements Component {
     // The rest, last started first: app client, front, relay, broker, registry, NATS.
     await components.closeAll();
     log.info("stopped");
+    this.#events.emit({ type: "stopped" });
+    this.#events.close();
   }
 }

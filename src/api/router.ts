@@ -21,8 +21,18 @@ export interface ApiRoutes {
   microRegistry: { is(req: IncomingMessage): boolean; handle: Handler };
   /** micro's path form, for the paths it claims (none of ours). */
   microPath: { handler: "rpc" | "proxy"; handle: Handler };
+  /** GET /events: the sidecar's events as Server-Sent Events. */
+  events: Handler;
   /** Everything else: health, registry, subscriptions, metrics, status. */
   management: Handler;
+}
+
+/** The api token rule: every route but /health* and the status page's static HTML needs `api.token` when one is set. */
+export function tokenGate(token: Secret): { authorized(req: IncomingMessage): boolean; refusal(): SidecarError } {
+  return {
+    authorized: (req) => !token.required || under("/health", req.url) || req.url === "/" || token.acceptsBearer(req.headers.authorization),
+    refusal: () => new SidecarError("UNAUTHORIZED", "this sidecar requires Authorization: Bearer <api.token>", { headers: { "www-authenticate": 'Bearer realm="sidecar"' } }),
+  };
 }
 
 /**
@@ -31,8 +41,7 @@ export interface ApiRoutes {
  * the management surface. Plain node:http: this runs on every call.
  */
 export function apiRouter(routes: ApiRoutes, token: Secret, log: Logger): { request: Handler; upgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void } {
-  const authorized = (req: IncomingMessage) => !token.required || under("/health", req.url) || req.url === "/" || token.acceptsBearer(req.headers.authorization);
-  const unauthorized = () => new SidecarError("UNAUTHORIZED", "this sidecar requires Authorization: Bearer <api.token>", { headers: { "www-authenticate": 'Bearer realm="sidecar"' } });
+  const { authorized, refusal: unauthorized } = tokenGate(token);
   return {
     request: (req, res) => {
       if (!authorized(req)) return sendError(res, unauthorized(), requestIdOf(req), log);
@@ -40,6 +49,7 @@ export function apiRouter(routes: ApiRoutes, token: Secret, log: Logger): { requ
       else if (under("/proxy", req.url)) routes.proxy(req, res);
       else if (under("/publish", req.url)) routes.publish(req, res);
       else if (under("/broker", req.url)) routes.broker.handle(req, res);
+      else if (under("/events", req.url)) routes.events(req, res);
       else if (routes.microRegistry.is(req)) routes.microRegistry.handle(req, res);
       // micro's path form takes only what no route of ours (src/micro/path.ts RESERVED) would.
       else if (claims(pathOf(req.url), req.method, routes.microPath.handler)) routes.microPath.handle(req, res);

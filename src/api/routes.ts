@@ -9,6 +9,7 @@ import type { RegistryStatus } from "../registry/types.js";
 import type { RegistryView } from "../registry/view.js";
 import type { Metrics } from "../metrics.js";
 import type { NodeState } from "../selector/index.js";
+import type { StampedEvent } from "../events/types.js";
 import type { RecentEvent } from "./recent.js";
 import { STATUS_PAGE } from "./status-page.js";
 
@@ -32,6 +33,8 @@ export interface ManagementDeps {
   about: () => Record<string, unknown>;
   /** The last warnings and errors logged, newest first. */
   recent: () => RecentEvent[];
+  /** The last `n` events (newest first). */
+  events: (n: number) => StampedEvent[];
 }
 
 const EMPTY_STATE: NodeState = { inFlight: 0, consecutiveFailures: 0, ejected: false, ejections: 0 };
@@ -50,7 +53,7 @@ const PAGE_HEADERS = { ...NO_STORE, "content-security-policy": "default-src 'non
  * node:http like the hot path: a handful of fixed routes need no framework (express cost
  * about 6 MiB of resident memory per sidecar for these eight routes).
  */
-export function managementHandler({ view, status, nodeState, subscriptions, metrics, about, recent }: ManagementDeps, log: Logger): (req: IncomingMessage, res: ServerResponse) => void {
+export function managementHandler({ view, status, nodeState, subscriptions, metrics, about, recent, events }: ManagementDeps, log: Logger): (req: IncomingMessage, res: ServerResponse) => void {
   const nodesOf = (service: string) => view.nodes(service).map((n) => ({ ...n, state: nodeState(service, n.id) ?? EMPTY_STATE }));
 
   const routes = new Map<string, Route>([
@@ -88,6 +91,7 @@ export function managementHandler({ view, status, nodeState, subscriptions, metr
       services: view.services().map((service) => ({ service, nodes: nodesOf(service) })),
       subscriptions: subscriptions(),
       recentErrors: recent(),
+      events: events(30),
     })],
   ]);
 

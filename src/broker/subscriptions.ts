@@ -1,6 +1,7 @@
 import http from "node:http";
 import { H } from "../http/headers.js";
 import { subscriptionSchema, type SubscriptionConfig } from "../config/schema.js";
+import type { Emit } from "../events/types.js";
 import type { Logger } from "../log.js";
 import { Lifecycle, type Component } from "../lifecycle/component.js";
 import type { Relay } from "./relay.js";
@@ -70,7 +71,11 @@ export class Subscriptions implements Component {
   readonly #lifecycle = new Lifecycle("subscriptions", { start: () => this.#start(), close: (deadlineMs) => this.stop(deadlineMs ?? STOP_DEADLINE_MS) });
   #entries: Entry[] = [];
 
-  constructor(private readonly broker: Broker, private readonly relay: Relay, private readonly log: Logger) {}
+  constructor(private readonly broker: Broker, private readonly relay: Relay, private readonly log: Logger, private readonly emit: Emit = () => {}) {}
+
+  #state(e: Entry, state: "active" | "paused" | "failed"): void {
+    this.emit({ type: "subscription", subscription: e.spec.name, topic: e.spec.topic, state, ...(e.error ? { error: e.error } : {}) });
+  }
 
   add(specs: SubscriptionSpec[]): void {
     for (const spec of specs) {
@@ -106,20 +111,32 @@ export class Subscriptions implements Component {
       this.#entries.map(async (e) => {
         try {
           e.sub = await this.broker.subscribe(e.spec, this.relay.deliverer(e.spec, e.counters));
+          this.#state(e, "active");
         } catch (err) {
           e.error = (err as Error).message;
           this.log.error("cannot start the subscription", { subscription: e.spec.name, topic: e.spec.topic, error: e.error });
+          this.#state(e, "failed");
         }
       }),
     );
   }
 
   async pause(): Promise<void> {
-    await Promise.all(this.#entries.map((e) => e.sub?.pause()));
+    await Promise.all(
+      this.#entries.map(async (e) => {
+        if (!e.sub || e.sub.paused) return;
+        await e.sub.pause();
+        this.#state(e, "paused");
+      }),
+    );
   }
 
   resume(): void {
-    for (const e of this.#entries) e.sub?.resume();
+    for (const e of this.#entries) {
+      if (!e.sub?.paused) continue;
+      e.sub.resume();
+      this.#state(e, "active");
+    }
   }
 
   async stop(timeout: number): Promise<void> {

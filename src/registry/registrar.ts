@@ -1,3 +1,4 @@
+import type { Emit } from "../events/types.js";
 import type { Logger } from "../log.js";
 import { Lifecycle, type Component } from "../lifecycle/component.js";
 import type { NodeRecord, Registry } from "./types.js";
@@ -22,6 +23,7 @@ export class Registrar implements Component {
     private readonly node: NodeRecord,
     private readonly ttl: number,
     private readonly log: Logger,
+    private readonly emit: Emit = () => {},
   ) {}
 
   get registered(): boolean {
@@ -69,7 +71,10 @@ export class Registrar implements Component {
     if (!this.#wanted) return;
     try {
       await this.registry.register(this.node);
-      if (!this.#registered) this.log.info("registered", { service: this.node.service, node: this.node.id, address: this.node.address, registry: this.registry.kind });
+      if (!this.#registered) {
+        this.log.info("registered", { service: this.node.service, node: this.node.id, address: this.node.address, registry: this.registry.kind });
+        this.emit({ type: "registered", service: this.node.service, node: this.node.id, address: this.node.address, registry: this.registry.kind });
+      }
       this.#registered = true;
       this.#warned = false;
     } catch (err) {
@@ -87,7 +92,10 @@ export class Registrar implements Component {
       if (this.#wanted) return;
       try {
         await this.registry.deregister(this.node.id);
-        if (this.#registered) this.log.info("deregistered", { service: this.node.service, node: this.node.id, reason });
+        if (this.#registered) {
+          this.log.info("deregistered", { service: this.node.service, node: this.node.id, reason });
+          this.emit({ type: "deregistered", service: this.node.service, node: this.node.id, reason });
+        }
       } catch (err) {
         this.log.warn("cannot delete the registry record; it will expire after the TTL", { error: (err as Error).message, ttlMs: this.ttl });
       }

@@ -1,3 +1,4 @@
+import type { Emit } from "../events/types.js";
 import type { Logger } from "../log.js";
 import { Lifecycle, type Component } from "../lifecycle/component.js";
 import type { NodeRecord, Registry, RegistryEvent, RegistryWatch } from "./types.js";
@@ -39,6 +40,7 @@ export class RegistryView implements Component {
     private readonly registry: Registry,
     private readonly ttl: number,
     private readonly log: Logger,
+    private readonly emit: Emit = () => {},
   ) {}
 
   /** Watch the registry and sweep expired nodes. Idempotent; after close() it rejects with CLOSED. */
@@ -68,13 +70,17 @@ export class RegistryView implements Component {
       this.#everSeen.add(node.service);
       // A heartbeat re-put of the same record changes nothing the selector cares about.
       if (!had || JSON.stringify(had.node) !== JSON.stringify(node)) {
-        if (!had) this.log.info("node joined", { service: node.service, node: node.id, address: node.address });
+        if (!had) {
+          this.log.info("node joined", { service: node.service, node: node.id, address: node.address });
+          this.emit({ type: "node-joined", service: node.service, node: node.id, address: node.address });
+        }
         this.#changed(node.service);
       }
     } else {
       const nodes = this.#services.get(event.service);
       if (nodes?.delete(event.id)) {
         this.log.info("node left", { service: event.service, node: event.id });
+        this.emit({ type: "node-left", service: event.service, node: event.id, reason: "deregistered" });
         this.#changed(event.service);
       }
     }
@@ -86,13 +92,17 @@ export class RegistryView implements Component {
     // silence proves nothing about the nodes: keep serving from this view. Once
     // back, every node gets a full TTL to heartbeat again.
     if (this.registry.status() !== "connected") {
-      if (!this.#registryDown) this.log.warn("registry unreachable: keeping the last known nodes until it is back");
+      if (!this.#registryDown) {
+        this.log.warn("registry unreachable: keeping the last known nodes until it is back");
+        this.emit({ type: "backend", backend: "registry", status: "unavailable" });
+      }
       this.#registryDown = true;
       return;
     }
     if (this.#registryDown) {
       this.#registryDown = false;
       this.log.info("registry reachable again: nodes that do not heartbeat within the TTL will be dropped", { ttlMs: this.ttl });
+      this.emit({ type: "backend", backend: "registry", status: "connected" });
       for (const nodes of this.#services.values()) for (const e of nodes.values()) e.seenAt = Math.max(e.seenAt, now);
       for (const service of this.#emptySince.keys()) this.#emptySince.set(service, now);
       return;
@@ -104,6 +114,7 @@ export class RegistryView implements Component {
           nodes.delete(id);
           changed = true;
           this.log.warn("node expired: no heartbeat within the TTL", { service, node: id, ttlMs: this.ttl });
+          this.emit({ type: "node-left", service, node: id, reason: "expired" });
         }
       }
       if (changed) this.#changed(service);

@@ -11,6 +11,9 @@ import type { Strategy } from "./types.js";
 
 export type { PickContext, Strategy } from "./types.js";
 
+/** Told of each ejection: the service, the node, for how long, after how many failures in a row. */
+export type OnEject = (service: string, node: string, forMs: number, failures: number) => void;
+
 export type StrategyName = "round_robin" | "random" | "least_pending" | "hash";
 
 /** Strategy factories keyed by `selector.strategy`. */
@@ -50,7 +53,7 @@ export class ServiceBalancer {
   readonly #inFlight = new Map<string, number>();
   readonly #pending = (id: string) => this.#inFlight.get(id) ?? 0;
 
-  constructor(readonly service: string, o: SelectorOptions, clock: Clock, log: Logger, onEject?: (service: string) => void) {
+  constructor(readonly service: string, o: SelectorOptions, clock: Clock, log: Logger, onEject?: OnEject) {
     const own = o.services[service];
     const name = own?.strategy ?? o.strategy;
     const factory = STRATEGIES[name];
@@ -63,7 +66,7 @@ export class ServiceBalancer {
       clock,
       (node, forMs, failures) => {
         log.warn("node ejected", { service, node, forMs, failures });
-        onEject?.(service);
+        onEject?.(service, node, forMs, failures);
       },
     );
   }
@@ -114,7 +117,7 @@ export class Selector {
     private readonly options: SelectorOptions,
     private readonly clock: Clock,
     private readonly log: Logger,
-    private readonly onEject?: (service: string) => void,
+    private readonly onEject?: OnEject,
   ) {
     for (const [service, o] of [["*", { strategy: options.strategy }] as const, ...Object.entries(options.services)]) {
       const name = o.strategy;
