@@ -42,7 +42,7 @@ describe("examples: Python greeter and Java caller through their sidecars", () =
     const mesh = { SIDECAR_MESH_TOKEN: "examples-test-mesh-token-0123" };
     const g = SidecarProcess.spawn(flags("examples/python-greeter/sidecar.yaml", [`app.port=${greeterPort}`, "api.port=0"]), mesh);
     sidecars.push(g);
-    await g.waitForLog("registered", 15_000);
+    await g.registered(15_000);
 
     const callerPort = await freePort();
     const callerApi = await freePort();
@@ -50,7 +50,7 @@ describe("examples: Python greeter and Java caller through their sidecars", () =
     sidecars.push(c);
     caller = run("java", ["-cp", "build", "Caller"], { APP_PORT: String(callerPort), SIDECAR_URL: `http://127.0.0.1:${callerApi}`, CALLER_ROUNDS: "3", CALLER_INTERVAL_MS: "100" }, path.join(ROOT, "examples/java-caller"));
     procs.push(caller.proc);
-    await c.waitForLog("registered", 15_000);
+    await c.registered(15_000);
   });
 
   after(async () => {

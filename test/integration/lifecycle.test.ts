@@ -49,7 +49,7 @@ describe("the sidecar process: start-up, config errors, draining (local registry
 
     const app = await TestApp.start("late", port);
     apps.push(app);
-    await p.waitForLog("registered");
+    await p.registered();
     await waitFor(async () => (await fetch(`${base}/registry/late`)).status === 200, "the late node in the caller's view");
     assert.equal((await rpc(base, { service: "late", endpoint: "Late.Hello" })).status, 200);
     p.kill("SIGTERM");

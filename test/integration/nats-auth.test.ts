@@ -61,7 +61,7 @@ describe("NATS credentials and TLS", () => {
   it("user and password from the environment: the sidecar connects and registers; the password is never logged", async () => {
     const p = SidecarProcess.spawn(["start", ...[...settings(users), "log.format=json", "log.level=debug"].flatMap((s) => ["--set", s])], { SIDECAR_NATS_USER: "sidecar", SIDECAR_NATS_PASSWORD: PASSWORD });
     procs.push(p);
-    await p.waitForLog("registered", 10_000);
+    await p.registered();
     p.kill("SIGTERM");
     assert.equal(await p.exit(), 0);
     assert.ok(!JSON.stringify(p.lines).includes(PASSWORD) && !p.stderr.includes(PASSWORD), "the password appears in no log line");

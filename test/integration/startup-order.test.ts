@@ -35,7 +35,7 @@ describe("start-up order: NATS after the sidecar", () => {
     assert.equal(((await call.json()) as { error: { code: string } }).error.code, "STARTING");
 
     nats = await NatsServer.start({ port });
-    await proc.waitForLog("registered", 10_000);
+    await proc.registered();
     const res = await fetch(`${proc.apiUrl}/registry/early`);
     assert.equal(res.status, 200);
     const body = (await res.json()) as { nodes: { id: string }[] };

@@ -7,6 +7,7 @@ import { fileURLToPath } from "node:url";
 import { loadConfig } from "../../src/config/index.js";
 import { createLogger, silentLogger } from "../../src/log.js";
 import { Sidecar } from "../../src/sidecar.js";
+import { EventLog } from "./events.js";
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const CLI = path.join(ROOT, "dist", "cli.js");
@@ -90,11 +91,33 @@ export class SidecarProcess {
     return new SidecarProcess(proc);
   }
 
-  /** Start with `--set` settings and JSON logs; resolves once the app is registered. */
+  /** Start with `--set` settings and JSON logs; resolves once the app is registered (its `registered` event). */
   static async start(settings: string[]): Promise<SidecarProcess> {
     const p = SidecarProcess.spawn(["start", ...[...settings, "log.format=json"].flatMap((s) => ["--set", s])]);
-    await p.waitForLog("registered", 10_000);
+    const token = settings.find((s) => s.startsWith("api.token="))?.slice("api.token=".length);
+    await p.registered(10_000, token);
     return p;
+  }
+
+  /**
+   * The process's GET /events stream. Its api address is the one thing read from its log (the
+   * `api listening` line: a process on port 0 has no other way to say where it listens).
+   */
+  async events(token?: string, timeout = 10_000): Promise<EventLog> {
+    const api = await this.waitForLog("api listening", timeout);
+    return EventLog.stream(`http://${String(api.api)}`, token ? { token } : {});
+  }
+
+  /** Resolves at the process's `registered` event (seen already or to come). */
+  async registered(timeout = 10_000, token?: string): Promise<void> {
+    const events = await this.events(token, timeout);
+    try {
+      await events.next("registered", () => true, timeout);
+    } catch (err) {
+      throw new Error(`${(err as Error).message}\nstderr: ${this.stderr}`, { cause: err });
+    } finally {
+      events.close();
+    }
   }
 
   find(message: string): Record<string, unknown> | undefined {
