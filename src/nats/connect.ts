@@ -1,5 +1,19 @@
 import { readFileSync } from "node:fs";
-import { connect, credsAuthenticator, errors, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type JetStreamOptions } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
+import {
+  connect,
+  credsAuthenticator,
+  errors,
+  type Msg,
+  type NatsConnection,
+  type NodeConnectionOptions,
+  type Payload,
+  type PublishOptions,
+  type RequestOptions,
+  type Subscription,
+  type SubscriptionOptions,
+} from "@nats-io/transport-node";
 import type { Config } from "../config/index.js";
 import type { Logger } from "../log.js";
 import { withDeadline } from "../lifecycle/wait-idle.js";
@@ -26,19 +40,23 @@ export function connectOptions(options: Config["nats"] & { name: string }): Node
 }
 
 /**
- * One NATS connection shared by every NATS-backed component (registry now; broker and
- * transport later), so the sidecar holds a single client per server. This file and the
- * backend files (registry/nats.ts, ...) are the only ones that import a NATS module.
+ * One NATS connection shared by every NATS-backed component (registry, broker, transport and
+ * inbound), so the sidecar holds a single client per server. The connection stays private: the
+ * backends (registry/nats.ts, broker/nats.ts, broker/jetstream.ts, transport/nats.ts,
+ * inbound/nats.ts) get what they need from the methods below, and only they and nats/ import a
+ * NATS module.
  */
 export class NatsClient {
+  readonly #nc: NatsConnection;
   #status: NatsStatus = "connected";
   #closing: Promise<void> | undefined;
   #onReconnect = new Set<() => void>();
 
   private constructor(
-    readonly nc: NatsConnection,
+    nc: NatsConnection,
     private readonly log: Logger,
   ) {
+    this.#nc = nc;
     void this.#watchStatus();
   }
 
@@ -86,8 +104,44 @@ export class NatsClient {
     return this.#status;
   }
 
+  /** The largest message the server accepts (undefined until it has said). */
+  get maxPayload(): number | undefined {
+    return this.#nc.info?.max_payload;
+  }
+
+  /** Core NATS publish (at most once); flush() to know the server has it. */
+  publish(subject: string, data?: Payload, opts?: PublishOptions): void {
+    this.#nc.publish(subject, data, opts);
+  }
+
+  subscribe(subject: string, opts?: SubscriptionOptions): Subscription {
+    return this.#nc.subscribe(subject, opts);
+  }
+
+  request(subject: string, data?: Payload, opts?: RequestOptions): Promise<Msg> {
+    return this.#nc.request(subject, data, opts);
+  }
+
+  /** Resolves once the server has seen everything sent before it. */
+  flush(): Promise<void> {
+    return this.#nc.flush();
+  }
+
+  jetstream(opts?: JetStreamOptions): JetStreamClient {
+    return jetstream(this.#nc, opts);
+  }
+
+  jetstreamManager(opts?: JetStreamOptions): Promise<JetStreamManager> {
+    return jetstreamManager(this.#nc, opts);
+  }
+
+  /** JetStream key-value buckets, through a JetStream client made with `opts` (e.g. its request timeout). */
+  kvm(opts?: JetStreamOptions): Kvm {
+    return new Kvm(this.jetstream(opts));
+  }
+
   async #watchStatus(): Promise<void> {
-    for await (const s of this.nc.status()) {
+    for await (const s of this.#nc.status()) {
       switch (s.type) {
         case "disconnect":
           this.#status = "disconnected";
@@ -113,12 +167,12 @@ export class NatsClient {
    */
   close(timeout = 2_000): Promise<void> {
     this.#closing ??= (async () => {
-      if (this.nc.isClosed()) return;
+      if (this.#nc.isClosed()) return;
       if (this.#status === "connected") {
-        const drained = await withDeadline(this.nc.drain().then(() => true, () => false), timeout, false);
+        const drained = await withDeadline(this.#nc.drain().then(() => true, () => false), timeout, false);
         if (!drained) this.log.warn("NATS drain did not complete; closing the connection", { timeoutMs: timeout });
       }
-      if (!this.nc.isClosed()) await this.nc.close();
+      if (!this.#nc.isClosed()) await this.#nc.close();
       this.#status = "closed";
     })();
     return this.#closing;
