@@ -51,6 +51,7 @@ export class NatsClient {
   #status: NatsStatus = "connected";
   #closing: Promise<void> | undefined;
   #onReconnect = new Set<() => void>();
+  #onStatus = new Set<(status: NatsStatus, server: string | undefined) => void>();
 
   private constructor(
     nc: NatsConnection,
@@ -63,8 +64,14 @@ export class NatsClient {
   /**
    * Connect, retrying for ever: a sidecar started before NATS waits for it, saying so,
    * instead of exiting. Reconnects are unlimited too.
+   * `onWaiting` hears of every failed attempt (the log only of some): "refused" credentials, else "unreachable".
    */
-  static async connect(options: Config["nats"] & { name: string }, log: Logger, signal?: AbortSignal): Promise<NatsClient> {
+  static async connect(
+    options: Config["nats"] & { name: string },
+    log: Logger,
+    signal?: AbortSignal,
+    onWaiting?: (why: "unreachable" | "refused", error: string) => void,
+  ): Promise<NatsClient> {
     const opts = connectOptions(options);
     let attempt = 0;
     for (;;) {
@@ -74,8 +81,10 @@ export class NatsClient {
         return new NatsClient(nc, log);
       } catch (err) {
         if (signal?.aborted) throw new Error("stopped while waiting for NATS", { cause: err });
+        const refused = err instanceof errors.AuthorizationError;
+        if (onWaiting) notify(log, "onWaiting", () => onWaiting(refused ? "refused" : "unreachable", (err as Error).message));
         if (attempt === 0 || attempt % 10 === 0) {
-          if (err instanceof errors.AuthorizationError) {
+          if (refused) {
             log.error("NATS refused this sidecar's credentials (nats.token, nats.user/password or nats.credentials); retrying every second", { servers: options.servers, error: err.message });
           } else {
             const hint = options.tls && /timeout/i.test((err as Error).message) ? { hint: "the TLS handshake may have been refused: check that the server trusts nats.tls.cert and that nats.tls.ca signed the server's certificate" } : {};
@@ -98,6 +107,12 @@ export class NatsClient {
   /** Called after every reconnection (e.g. to re-register at once rather than at the next heartbeat). */
   onReconnect(fn: () => void): void {
     this.#onReconnect.add(fn);
+  }
+
+  /** Called on every change of status(), with the server concerned if known; returns the unsubscribe function. */
+  onStatus(listener: (status: NatsStatus, server: string | undefined) => void): () => void {
+    this.#onStatus.add(listener);
+    return () => void this.#onStatus.delete(listener);
   }
 
   status(): NatsStatus {
@@ -140,20 +155,26 @@ export class NatsClient {
     return new Kvm(this.jetstream(opts));
   }
 
+  #setStatus(status: NatsStatus, server: string | undefined): void {
+    if (this.#status === status) return;
+    this.#status = status;
+    for (const fn of this.#onStatus) notify(this.log, "onStatus", () => fn(status, server));
+  }
+
   async #watchStatus(): Promise<void> {
     for await (const s of this.#nc.status()) {
       switch (s.type) {
         case "disconnect":
-          this.#status = "disconnected";
+          this.#setStatus("disconnected", s.server);
           this.log.warn("disconnected from NATS; reconnecting", { server: s.server });
           break;
         case "reconnect":
-          this.#status = "connected";
+          this.#setStatus("connected", s.server);
           this.log.info("reconnected to NATS", { server: s.server });
           for (const fn of this.#onReconnect) fn();
           break;
         case "close":
-          this.#status = "closed";
+          this.#setStatus("closed", undefined);
           break;
         default:
           break;
@@ -173,8 +194,17 @@ export class NatsClient {
         if (!drained) this.log.warn("NATS drain did not complete; closing the connection", { timeoutMs: timeout });
       }
       if (!this.#nc.isClosed()) await this.#nc.close();
-      this.#status = "closed";
+      this.#setStatus("closed", undefined);
     })();
     return this.#closing;
+  }
+}
+
+/** Run a caller's hook; one that throws is logged, and neither stops the status watch nor the connect loop. */
+function notify(log: Logger, hook: string, fn: () => void): void {
+  try {
+    fn();
+  } catch (err) {
+    log.warn(`a NATS ${hook} listener threw`, { error: (err as Error).message });
   }
 }
