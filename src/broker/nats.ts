@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from "@nats-io/jetstream";
+import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import type { Msg, Subscription } from "@nats-io/transport-node";
 import type { Logger } from "../log.js";
 import type { NatsClient } from "../nats/connect.js";
@@ -30,8 +30,8 @@ export class NatsBroker implements Broker {
   ) {}
 
   static async open(client: NatsClient, defaults: StreamDefaults, log: Logger): Promise<NatsBroker> {
-    const jsm = await jetstreamManager(client.nc);
-    return new NatsBroker(client, jetstream(client.nc), jsm, defaults, log);
+    const jsm = await client.jetstreamManager();
+    return new NatsBroker(client, client.jetstream(), jsm, defaults, log);
   }
 
   async #streamFor(topic: string): Promise<string | undefined> {
@@ -57,8 +57,8 @@ export class NatsBroker implements Broker {
       const ack = await this.js.publish(topic, body, { headers: h, msgID: id });
       return { id, stored: true, stream: ack.stream };
     }
-    this.client.nc.publish(topic, body, { headers: h });
-    await this.client.nc.flush();
+    this.client.publish(topic, body, { headers: h });
+    await this.client.flush();
     return { id, stored: false };
   }
 
@@ -88,13 +88,13 @@ class CoreSubscription implements ActiveSubscription {
   static async start(client: NatsClient, spec: SubscriptionSpec, deliver: DeliverFn, log: Logger): Promise<CoreSubscription> {
     const sub = new CoreSubscription(client, spec, deliver, log);
     sub.#subscribe();
-    await client.nc.flush();
+    await client.flush();
     log.info("subscribed", { subscription: spec.name, topic: spec.topic, durable: false, queue: spec.queue, maxInFlight: spec.maxInFlight });
     return sub;
   }
 
   #subscribe(): void {
-    this.#sub = this.client.nc.subscribe(this.spec.topic, {
+    this.#sub = this.client.subscribe(this.spec.topic, {
       queue: this.spec.queue,
       callback: (err: Error | null, m: Msg): void => {
         if (err) {

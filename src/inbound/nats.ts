@@ -60,8 +60,8 @@ export class NatsInbound implements Component {
       else void this.#handle(msg);
     };
     this.#subs = [
-      this.client.nc.subscribe(nodeSubject(this.o.nodeId), { callback }),
-      this.client.nc.subscribe(serviceSubject(this.o.service), { queue: this.o.service, callback }),
+      this.client.subscribe(nodeSubject(this.o.nodeId), { callback }),
+      this.client.subscribe(serviceSubject(this.o.service), { queue: this.o.service, callback }),
     ];
   }
 

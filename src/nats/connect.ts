@@ -1,5 +1,19 @@
 import { readFileSync } from "node:fs";
-import { connect, credsAuthenticator, errors, type NatsConnection, type NodeConnectionOptions } from "@nats-io/transport-node";
+import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type JetStreamOptions } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
+import {
+  connect,
+  credsAuthenticator,
+  errors,
+  type Msg,
+  type NatsConnection,
+  type NodeConnectionOptions,
+  type Payload,
+  type PublishOptions,
+  type RequestOptions,
+  type Subscription,
+  type SubscriptionOptions,
+} from "@nats-io/transport-node";
 import type { Config } from "../config/index.js";
 import type { Logger } from "../log.js";
 import { withDeadline } from "../lifecycle/wait-idle.js";
@@ -26,27 +40,38 @@ export function connectOptions(options: Config["nats"] & { name: string }): Node
 }
 
 /**
- * One NATS connection shared by every NATS-backed component (registry now; broker and
- * transport later), so the sidecar holds a single client per server. This file and the
- * backend files (registry/nats.ts, ...) are the only ones that import a NATS module.
+ * One NATS connection shared by every NATS-backed component (registry, broker, transport and
+ * inbound), so the sidecar holds a single client per server. The connection stays private: the
+ * backends (registry/nats.ts, broker/nats.ts, broker/jetstream.ts, transport/nats.ts,
+ * inbound/nats.ts) get what they need from the methods below, and only they and nats/ import a
+ * NATS module.
  */
 export class NatsClient {
+  readonly #nc: NatsConnection;
   #status: NatsStatus = "connected";
   #closing: Promise<void> | undefined;
   #onReconnect = new Set<() => void>();
+  #onStatus = new Set<(status: NatsStatus, server: string | undefined) => void>();
 
   private constructor(
-    readonly nc: NatsConnection,
+    nc: NatsConnection,
     private readonly log: Logger,
   ) {
+    this.#nc = nc;
     void this.#watchStatus();
   }
 
   /**
    * Connect, retrying for ever: a sidecar started before NATS waits for it, saying so,
    * instead of exiting. Reconnects are unlimited too.
+   * `onWaiting` hears of every failed attempt (the log only of some): "refused" credentials, else "unreachable".
    */
-  static async connect(options: Config["nats"] & { name: string }, log: Logger, signal?: AbortSignal): Promise<NatsClient> {
+  static async connect(
+    options: Config["nats"] & { name: string },
+    log: Logger,
+    signal?: AbortSignal,
+    onWaiting?: (why: "unreachable" | "refused", error: string) => void,
+  ): Promise<NatsClient> {
     const opts = connectOptions(options);
     let attempt = 0;
     for (;;) {
@@ -56,8 +81,10 @@ export class NatsClient {
         return new NatsClient(nc, log);
       } catch (err) {
         if (signal?.aborted) throw new Error("stopped while waiting for NATS", { cause: err });
+        const refused = err instanceof errors.AuthorizationError;
+        if (onWaiting) notify(log, "onWaiting", () => onWaiting(refused ? "refused" : "unreachable", (err as Error).message));
         if (attempt === 0 || attempt % 10 === 0) {
-          if (err instanceof errors.AuthorizationError) {
+          if (refused) {
             log.error("NATS refused this sidecar's credentials (nats.token, nats.user/password or nats.credentials); retrying every second", { servers: options.servers, error: err.message });
           } else {
             const hint = options.tls && /timeout/i.test((err as Error).message) ? { hint: "the TLS handshake may have been refused: check that the server trusts nats.tls.cert and that nats.tls.ca signed the server's certificate" } : {};
@@ -82,24 +109,72 @@ export class NatsClient {
     this.#onReconnect.add(fn);
   }
 
+  /** Called on every change of status(), with the server concerned if known; returns the unsubscribe function. */
+  onStatus(listener: (status: NatsStatus, server: string | undefined) => void): () => void {
+    this.#onStatus.add(listener);
+    return () => void this.#onStatus.delete(listener);
+  }
+
   status(): NatsStatus {
     return this.#status;
   }
 
+  /** The largest message the server accepts (undefined until it has said). */
+  get maxPayload(): number | undefined {
+    return this.#nc.info?.max_payload;
+  }
+
+  /** Core NATS publish (at most once); flush() to know the server has it. */
+  publish(subject: string, data?: Payload, opts?: PublishOptions): void {
+    this.#nc.publish(subject, data, opts);
+  }
+
+  subscribe(subject: string, opts?: SubscriptionOptions): Subscription {
+    return this.#nc.subscribe(subject, opts);
+  }
+
+  request(subject: string, data?: Payload, opts?: RequestOptions): Promise<Msg> {
+    return this.#nc.request(subject, data, opts);
+  }
+
+  /** Resolves once the server has seen everything sent before it. */
+  flush(): Promise<void> {
+    return this.#nc.flush();
+  }
+
+  jetstream(opts?: JetStreamOptions): JetStreamClient {
+    return jetstream(this.#nc, opts);
+  }
+
+  jetstreamManager(opts?: JetStreamOptions): Promise<JetStreamManager> {
+    return jetstreamManager(this.#nc, opts);
+  }
+
+  /** JetStream key-value buckets, through a JetStream client made with `opts` (e.g. its request timeout). */
+  kvm(opts?: JetStreamOptions): Kvm {
+    return new Kvm(this.jetstream(opts));
+  }
+
+  #setStatus(status: NatsStatus, server: string | undefined): void {
+    if (this.#status === status) return;
+    this.#status = status;
+    for (const fn of this.#onStatus) notify(this.log, "onStatus", () => fn(status, server));
+  }
+
   async #watchStatus(): Promise<void> {
-    for await (const s of this.nc.status()) {
+    for await (const s of this.#nc.status()) {
       switch (s.type) {
         case "disconnect":
-          this.#status = "disconnected";
+          this.#setStatus("disconnected", s.server);
           this.log.warn("disconnected from NATS; reconnecting", { server: s.server });
           break;
         case "reconnect":
-          this.#status = "connected";
+          this.#setStatus("connected", s.server);
           this.log.info("reconnected to NATS", { server: s.server });
           for (const fn of this.#onReconnect) fn();
           break;
         case "close":
-          this.#status = "closed";
+          this.#setStatus("closed", undefined);
           break;
         default:
           break;
@@ -113,14 +188,23 @@ export class NatsClient {
    */
   close(timeout = 2_000): Promise<void> {
     this.#closing ??= (async () => {
-      if (this.nc.isClosed()) return;
+      if (this.#nc.isClosed()) return;
       if (this.#status === "connected") {
-        const drained = await withDeadline(this.nc.drain().then(() => true, () => false), timeout, false);
+        const drained = await withDeadline(this.#nc.drain().then(() => true, () => false), timeout, false);
         if (!drained) this.log.warn("NATS drain did not complete; closing the connection", { timeoutMs: timeout });
       }
-      if (!this.nc.isClosed()) await this.nc.close();
-      this.#status = "closed";
+      if (!this.#nc.isClosed()) await this.#nc.close();
+      this.#setStatus("closed", undefined);
     })();
     return this.#closing;
+  }
+}
+
+/** Run a caller's hook; one that throws is logged, and neither stops the status watch nor the connect loop. */
+function notify(log: Logger, hook: string, fn: () => void): void {
+  try {
+    fn();
+  } catch (err) {
+    log.warn(`a NATS ${hook} listener threw`, { error: (err as Error).message });
   }
 }

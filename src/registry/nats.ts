@@ -1,5 +1,4 @@
-import { jetstream } from "@nats-io/jetstream";
-import { Kvm, type KV } from "@nats-io/kv";
+import type { KV } from "@nats-io/kv";
 import type { Logger } from "../log.js";
 import type { NatsClient } from "../nats/connect.js";
 import { parseNodeRecord, type NodeRecord, type Registry, type RegistryEvent, type RegistryStatus, type RegistryWatch } from "./types.js";
@@ -56,7 +55,7 @@ export class NatsRegistry implements Registry {
     // A write that cannot complete must fail before the next heartbeat is due (TTL/3), not after
     // the client's 5 s default, or one lost request during a reconnect costs the node its record.
     const timeout = Math.max(250, Math.min(5_000, Math.floor(options.ttl / 3)));
-    const kvm = new Kvm(jetstream(client.nc, { timeout }));
+    const kvm = client.kvm({ timeout });
     // A cluster that is still electing its JetStream leader (or a server without JetStream yet)
     // refuses the bucket for a while: wait for it, saying so, rather than fail the start.
     for (let attempt = 0; ; attempt++) {

@@ -20,7 +20,7 @@ export const serviceSubject = (service: string) => `sidecar.rpc.${service}`;
 
 /** The largest body a request may carry through this server. */
 export function maxBody(client: NatsClient): number {
-  return Math.max(0, (client.nc.info?.max_payload ?? 1024 * 1024) - HEADER_ROOM);
+  return Math.max(0, (client.maxPayload ?? 1024 * 1024) - HEADER_ROOM);
 }
 
 /** Buffer a streamed body, refusing (413) past `limit` without holding the excess. */
@@ -63,7 +63,7 @@ export class NatsTransport implements Transport {
     });
     try {
       // The NATS timeout is a little longer than the deadline, so the deadline (→ 504) decides.
-      const msg = await Promise.race([this.client.nc.request(nodeSubject(node.id), body, { timeout: r.deadline.remaining() + 100, headers: msgHeaders }), reply]);
+      const msg = await Promise.race([this.client.request(nodeSubject(node.id), body, { timeout: r.deadline.remaining() + 100, headers: msgHeaders }), reply]);
       const status = Number(msg.headers?.get(NH.status) ?? 502);
       const res = Readable.from([Buffer.from(msg.data)]) as UpstreamResponse;
       res.statusCode = status;

@@ -4,6 +4,8 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { createUser } from "@nats-io/nkeys";
+import { silentLogger } from "../../src/log.js";
+import { NatsClient } from "../../src/nats/connect.js";
 import type { Sidecar } from "../../src/sidecar.js";
 import { TestApp } from "../support/app.js";
 import { TestCa } from "../support/certs.js";
@@ -75,6 +77,17 @@ describe("NATS credentials and TLS", () => {
     assert.equal(p.proc.exitCode, null, "still running, waiting for valid credentials");
     assert.ok(!JSON.stringify(p.lines).includes("not-the-password-123"));
     p.kill("SIGKILL");
+  });
+
+  it("a wrong password: NatsClient.connect tells its onWaiting hook 'refused' until stopped", async () => {
+    const stop = new AbortController();
+    const waiting: string[] = [];
+    const options = { servers: [users.url], name: "refused", user: "sidecar", password: "not-the-password-123" };
+    const connecting = NatsClient.connect(options, silentLogger(), stop.signal, (why) => waiting.push(why));
+    await waitFor(() => waiting.length > 0, "a refused attempt", 10_000);
+    stop.abort();
+    await assert.rejects(connecting, /stopped while waiting for NATS/);
+    assert.deepEqual(waiting, waiting.map(() => "refused"));
   });
 
   it("a credentials file: the nkey seed in it answers the server's challenge", async () => {

@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { silentLogger } from "../../src/log.js";
+import { NatsClient, type NatsStatus } from "../../src/nats/connect.js";
 import type { Sidecar } from "../../src/sidecar.js";
 import { TestApp } from "../support/app.js";
 import { NatsServer } from "../support/nats.js";
@@ -61,5 +63,42 @@ describe("NATS restart", () => {
     await waitFor(() => Date.now() - t0 > 2 * TTL, "two TTLs to pass", 3 * TTL);
     assert.equal((await nodes("greeter")).length, 1, "heartbeats after the restart keep the record alive in the view");
     assert.equal((await rpc(base, { service: "greeter", endpoint: "Greeter.Hello" })).status, 200);
+  });
+
+  it("tells NatsClient's hooks: onStatus sees disconnected then connected; a connect made meanwhile hears 'unreachable' at every attempt", async () => {
+    const options = { servers: [nats.url], name: "hooks" };
+    const log = silentLogger();
+    const client = await NatsClient.connect(options, log);
+    const statuses: [NatsStatus, string | undefined][] = [];
+    const off = client.onStatus((status, server) => statuses.push([status, server]));
+    const waiting: { why: string; error: string }[] = [];
+    const stop = new AbortController();
+    let late: Promise<NatsClient> | undefined;
+    try {
+      await nats.kill();
+      await waitFor(() => statuses.length > 0, "onStatus to report the disconnection");
+      assert.equal(client.status(), "disconnected");
+      late = NatsClient.connect(options, log, stop.signal, (why, error) => waiting.push({ why, error }));
+      // Two attempts: the second is one that is not logged (only the first and every tenth are).
+      await waitFor(() => waiting.length >= 2, "two failed connection attempts");
+      assert.deepEqual(waiting.map((w) => w.why), waiting.map(() => "unreachable"));
+      assert.ok(waiting.every((w) => w.error.length > 0), "each call carries the error");
+
+      await nats.restart();
+      await waitFor(() => statuses.length > 1, "onStatus to report the reconnection", 10_000);
+      const lateClient = await late;
+      assert.equal(lateClient.status(), "connected");
+      await lateClient.close();
+      assert.deepEqual(statuses.map(([s]) => s), ["disconnected", "connected"]);
+      assert.ok(statuses.every(([, server]) => server?.includes(String(nats.port))), `the server is named: ${JSON.stringify(statuses)}`);
+      off();
+      await client.close();
+      assert.equal(client.status(), "closed");
+      assert.equal(statuses.length, 2, "no call after unsubscribing");
+    } finally {
+      stop.abort();
+      await late?.then((c) => c.close(), () => undefined);
+      await client.close();
+    }
   });
 });
