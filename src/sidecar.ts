@@ -331,7 +331,18 @@ export class Sidecar implements Component {
   }
 
   #natsClient(): Promise<NatsClient> {
-    this.#nats ??= NatsClient.connect({ ...this.config.nats, name: this.config.nats.name ?? `sidecar-${this.config.service.name}` }, this.log.child({ component: "nats" }), this.#stop.signal);
+    if (this.#nats) return this.#nats;
+    const emit = this.#events.emit;
+    let waiting: string | undefined; // say "waiting" once per reason, not at every retry
+    const onWaiting = (why: "unreachable" | "refused", error: string) => {
+      if (waiting !== why) emit({ type: "backend", backend: "nats", status: why === "refused" ? "refused" : "waiting", error });
+      waiting = why;
+    };
+    this.#nats = NatsClient.connect({ ...this.config.nats, name: this.config.nats.name ?? `sidecar-${this.config.service.name}` }, this.log.child({ component: "nats" }), this.#stop.signal, onWaiting);
+    this.#nats.then((client) => {
+      emit({ type: "backend", backend: "nats", status: "connected" });
+      client.onStatus((status) => emit({ type: "backend", backend: "nats", status }));
+    }, () => undefined);
     return this.#nats;
   }
 

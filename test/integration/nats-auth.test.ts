@@ -74,6 +74,10 @@ describe("NATS credentials and TLS", () => {
     procs.push(p);
     const line = await p.waitForLog("NATS refused this sidecar's credentials (nats.token, nats.user/password or nats.credentials); retrying every second", 10_000);
     assert.match(String(line.error), /authorization/i);
+    const events = await p.events();
+    const refused = await events.next("backend", (e) => e.backend === "nats");
+    assert.equal(refused.status, "refused");
+    events.close();
     assert.equal(p.proc.exitCode, null, "still running, waiting for valid credentials");
     assert.ok(!JSON.stringify(p.lines).includes("not-the-password-123"));
     p.kill("SIGKILL");

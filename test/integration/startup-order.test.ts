@@ -34,8 +34,17 @@ describe("start-up order: NATS after the sidecar", () => {
     assert.equal(call.headers.get("retry-after"), "1");
     assert.equal(((await call.json()) as { error: { code: string } }).error.code, "STARTING");
 
+    // GET /events already streams while the sidecar starts: it says what it waits for, typed.
+    const events = await proc.events();
+    const waitingEvent = await events.next("backend", (e) => e.backend === "nats");
+    assert.equal(waitingEvent.status, "waiting");
+    assert.match(waitingEvent.error ?? "", /refused/i);
+
     nats = await NatsServer.start({ port });
-    await proc.registered();
+    await events.next("registered");
+    const statuses = events.all("backend").filter((e) => e.backend === "nats").map((e) => e.status);
+    assert.deepEqual(statuses, ["waiting", "connected"], "waiting said once, not at every retry");
+    events.close();
     const res = await fetch(`${proc.apiUrl}/registry/early`);
     assert.equal(res.status, 200);
     const body = (await res.json()) as { nodes: { id: string }[] };
