@@ -1,4 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { TrafficWindows } from "./traffic/window.js";
 
 /** Most label sets of sidecar_calls_total before new endpoints are folded into "other". */
 export const MAX_SERIES = 2_000;
@@ -42,7 +43,8 @@ export class Metrics implements CallObserver {
   readonly #retries: Counter<"service" | "reason">;
   readonly #ejections: Counter<"service">;
 
-  constructor(sources: MetricSources) {
+  /** `traffic`: the status page's last minute of calls, fed from the same observations. */
+  constructor(sources: MetricSources, private readonly traffic?: TrafficWindows) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: "sidecar_" });
     // prom-client names three gauges *_total, a suffix Prometheus keeps for counters (promtool
@@ -139,6 +141,8 @@ export class Metrics implements CallObserver {
     let h = this.#durationChildren.get(service);
     if (!h) this.#durationChildren.set(service, (h = this.#duration.labels(service)));
     h.observe(seconds);
+    // As Linkerd counts success: anything but a 5xx (4xx are the caller's own mistakes).
+    this.traffic?.record(service, status < 500, seconds * 1000);
   }
 
   refused(status: number): void {
@@ -182,6 +186,7 @@ export class Metrics implements CallObserver {
     this.#duration.remove({ service });
     for (const reason of ["failover", "opt_in"] as const) this.#retries.remove({ service, reason });
     this.#ejections.remove({ service });
+    this.traffic?.forget(service);
   }
 
   text(): Promise<string> {

@@ -21,6 +21,7 @@ import type { Config } from "./config/index.js";
 import { publishHandler } from "./api/publish.js";
 import { createBroker, type Broker } from "./broker/index.js";
 import { Metrics } from "./metrics.js";
+import { TrafficWindows } from "./traffic/window.js";
 import { MicroBroker } from "./micro/broker.js";
 import { Relay } from "./broker/relay.js";
 import { askApp, resolveSpec, Subscriptions } from "./broker/subscriptions.js";
@@ -174,6 +175,9 @@ export class Sidecar implements Component {
     const meshTls = config.mesh.tls ? new MeshTls(config.mesh.tls) : undefined;
     for (const [kind, t] of createTransports({ config, meshTls, nats })) this.#transports.set(kind, t);
     const mesh = new Secret(config.mesh.token);
+    // The status page's last minute: calls per service called, deliveries per subscription.
+    const callTraffic = new TrafficWindows(systemClock);
+    const deliveryTraffic = new TrafficWindows(systemClock);
     const metrics: Metrics = new Metrics({
       nodes: () => this.#view?.services().map((service) => ({ service, count: this.#view!.nodes(service).length })) ?? [],
       subscriptions: () => this.#subscriptions?.list() ?? [],
@@ -181,7 +185,7 @@ export class Sidecar implements Component {
       appHealthy: () => this.#checker?.state === "passing",
       callsInFlight: (): number => caller.inFlight,
       notTaken: () => this.#broker?.notTaken?.(),
-    });
+    }, callTraffic);
     this.#selector = new Selector(config.selector, systemClock, log.child({ component: "selector" }), (service, node, forMs, failures) => {
       metrics.ejection(service);
       emit({ type: "node-ejected", service, node, forMs, failures });
@@ -197,7 +201,7 @@ export class Sidecar implements Component {
 
     const broker = (this.#broker = await createBroker({ config, log: log.child({ component: "broker" }), view, nats: () => this.#natsClient(), meshTls }));
     this.#components.push("broker", broker);
-    this.#relay = new Relay({ app: config.app, service: config.service.name, appToken: config.app.token, log: log.child({ component: "relay" }), broker: () => broker });
+    this.#relay = new Relay({ app: config.app, service: config.service.name, appToken: config.app.token, log: log.child({ component: "relay" }), broker: () => broker, traffic: deliveryTraffic });
     this.#components.push("relay", this.#relay);
     this.#subscriptions = new Subscriptions(broker, this.#relay, log.child({ component: "subscriptions" }), emit);
     this.#subscriptions.add(config.subscriptions.map((c) => resolveSpec(c, { service: config.service.name, timeout: config.calls.timeout })));
@@ -249,7 +253,7 @@ export class Sidecar implements Component {
       fronted: front.list(),
     });
     const mgmt = managementHandler(
-      { view, status, nodeState: (service, id) => selector.state(service, id), subscriptions: () => subscriptions.list(), metrics, about, recent: () => this.#recent.list(), events: (n) => this.#events.recent(n) },
+      { view, status, nodeState: (service, id) => selector.state(service, id), subscriptions: () => subscriptions.list(), metrics, about, recent: () => this.#recent.list(), events: (n) => this.#events.recent(n), traffic: () => ({ calls: callTraffic.snapshot(), deliveries: deliveryTraffic.snapshot() }) },
       log.child({ component: "api" }),
     );
     const publish = publishHandler({ broker, service: config.service.name, maxBody: config.api.maxBody, log: log.child({ component: "publish" }) });

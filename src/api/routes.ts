@@ -10,6 +10,7 @@ import type { RegistryView } from "../registry/view.js";
 import type { Metrics } from "../metrics.js";
 import type { NodeState } from "../selector/index.js";
 import type { StampedEvent } from "../events/types.js";
+import type { TrafficSnapshot } from "../traffic/window.js";
 import type { RecentEvent } from "./recent.js";
 import { STATUS_PAGE } from "./status-page.js";
 
@@ -35,6 +36,8 @@ export interface ManagementDeps {
   recent: () => RecentEvent[];
   /** The last `n` events (newest first). */
   events: (n: number) => StampedEvent[];
+  /** The last minute of calls (per service called) and deliveries (per subscription). */
+  traffic: () => { calls: ({ key: string } & TrafficSnapshot)[]; deliveries: ({ key: string } & TrafficSnapshot)[] };
 }
 
 const EMPTY_STATE: NodeState = { inFlight: 0, consecutiveFailures: 0, ejected: false, ejections: 0 };
@@ -53,7 +56,7 @@ const PAGE_HEADERS = { ...NO_STORE, "content-security-policy": "default-src 'non
  * node:http like the hot path: a handful of fixed routes need no framework (express cost
  * about 6 MiB of resident memory per sidecar for these eight routes).
  */
-export function managementHandler({ view, status, nodeState, subscriptions, metrics, about, recent, events }: ManagementDeps, log: Logger): (req: IncomingMessage, res: ServerResponse) => void {
+export function managementHandler({ view, status, nodeState, subscriptions, metrics, about, recent, events, traffic }: ManagementDeps, log: Logger): (req: IncomingMessage, res: ServerResponse) => void {
   const nodesOf = (service: string) => view.nodes(service).map((n) => ({ ...n, state: nodeState(service, n.id) ?? EMPTY_STATE }));
 
   const routes = new Map<string, Route>([
@@ -92,6 +95,7 @@ export function managementHandler({ view, status, nodeState, subscriptions, metr
       subscriptions: subscriptions(),
       recentErrors: recent(),
       events: events(30),
+      traffic: traffic(),
     })],
   ]);
 

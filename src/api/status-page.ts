@@ -22,6 +22,10 @@ export const STATUS_PAGE = `<!doctype html>
   .warn { color: #8a5a00; font-weight: 600; }
   .empty { color: #777; font-style: italic; }
   #error { color: #b3261e; }
+  td.num { text-align: right; font-variant-numeric: tabular-nums; }
+  svg.spark { display: block; }
+  svg.spark .all { fill: none; stroke: #3465a4; stroke-width: 1.2; }
+  svg.spark .failed { fill: none; stroke: #b3261e; stroke-width: 1.2; }
 </style>
 </head>
 <body>
@@ -34,6 +38,15 @@ export const STATUS_PAGE = `<!doctype html>
 </form>
 <h2>Health</h2>
 <table id="health"><tbody></tbody></table>
+<h2>Traffic: the last minute</h2>
+<table id="calls">
+  <thead><tr><th>service called</th><th>requests/s</th><th>success</th><th>p50</th><th>p99</th><th>requests per second (failed in red)</th></tr></thead>
+  <tbody></tbody>
+</table>
+<table id="deliveries">
+  <thead><tr><th>subscription</th><th>messages/s</th><th>success</th><th>p50</th><th>p99</th><th>deliveries per second (failed in red)</th></tr></thead>
+  <tbody></tbody>
+</table>
 <h2>Services</h2>
 <table id="services">
   <thead><tr><th>service</th><th>node</th><th>address</th><th>version</th><th>state</th><th>in flight</th><th>failures in a row</th><th>ejections</th></tr></thead>
@@ -42,6 +55,11 @@ export const STATUS_PAGE = `<!doctype html>
 <h2>Subscriptions</h2>
 <table id="subscriptions">
   <thead><tr><th>name</th><th>topic</th><th>path</th><th>state</th><th>delivered</th><th>retried</th><th>dead-lettered</th><th>dropped</th><th>in flight</th></tr></thead>
+  <tbody></tbody>
+</table>
+<h2>Recent events</h2>
+<table id="events">
+  <thead><tr><th>time</th><th>event</th><th>details</th></tr></thead>
   <tbody></tbody>
 </table>
 <h2>Recent errors</h2>
@@ -57,6 +75,52 @@ function cell(tr, text, cls) {
   if (cls) td.className = cls;
   tr.appendChild(td);
   return td;
+}
+const SVG = "http://www.w3.org/2000/svg";
+// A small line chart of one minute, one point per second: all in blue, failed in red, on one scale.
+function sparkline(all, failed) {
+  const w = 120, h = 24, max = Math.max(1, ...all);
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("class", "spark");
+  svg.setAttribute("width", String(w));
+  svg.setAttribute("height", String(h));
+  svg.setAttribute("viewBox", "0 0 " + w + " " + h);
+  svg.setAttribute("role", "img");
+  svg.dataset.points = all.join(",");
+  svg.dataset.failed = failed.join(",");
+  const title = document.createElementNS(SVG, "title");
+  title.textContent = "peak " + Math.max(...all) + "/s, " + failed.reduce((a, b) => a + b, 0) + " failed in the last minute";
+  svg.appendChild(title);
+  for (const [series, cls] of [[all, "all"], [failed, "failed"]]) {
+    const line = document.createElementNS(SVG, "polyline");
+    line.setAttribute("class", cls);
+    const step = w / Math.max(1, series.length - 1);
+    line.setAttribute("points", series.map((v, i) => (i * step).toFixed(1) + "," + (h - 1 - (v / max) * (h - 2)).toFixed(1)).join(" "));
+    svg.appendChild(line);
+  }
+  return svg;
+}
+const ms = (v) => (v === null || v === undefined ? "–" : v < 10 ? v.toFixed(2) + " ms" : v.toFixed(0) + " ms");
+const pct = (v) => (v === null || v === undefined ? "–" : (v * 100).toFixed(1) + "%");
+function fillTraffic(id, list, emptyText) {
+  const body = document.querySelector("#" + id + " tbody");
+  body.replaceChildren();
+  if (list.length === 0) {
+    const tr = document.createElement("tr");
+    cell(tr, emptyText, "empty").colSpan = 6;
+    body.appendChild(tr);
+    return;
+  }
+  for (const t of list) {
+    const tr = document.createElement("tr");
+    cell(tr, t.key);
+    cell(tr, t.rate.toFixed(1), "num");
+    cell(tr, pct(t.success), "num " + (t.success === null ? "" : t.success >= 0.99 ? "ok" : t.success >= 0.9 ? "warn" : "bad"));
+    cell(tr, ms(t.p50Ms), "num");
+    cell(tr, ms(t.p99Ms), "num");
+    cell(tr, "").appendChild(sparkline(t.perSecond, t.failedPerSecond));
+    body.appendChild(tr);
+  }
 }
 function fill(id, rows, columns, emptyText) {
   const body = document.querySelector("#" + id + " tbody");
@@ -99,6 +163,13 @@ function render(s) {
   fill("subscriptions", s.subscriptions.map((x) => [[x.name], [x.topic], [x.path],
     [x.state + (x.error ? ": " + x.error : ""), x.state === "active" ? "ok" : x.state === "paused" ? "warn" : "bad"],
     [x.delivered], [x.retried], [x.deadLettered], [x.dropped, x.dropped > 0 ? "bad" : ""], [x.inFlight]]), 9, "no subscriptions");
+  fillTraffic("calls", s.traffic.calls, "no calls in the last minute");
+  fillTraffic("deliveries", s.traffic.deliveries, "no deliveries in the last minute");
+  fill("events", s.events.map((e) => {
+    const { time, type, seq, ...rest } = e;
+    const bad = type === "app-unhealthy" || type === "node-ejected" || (type === "subscription" && rest.state === "failed") || (type === "backend" && rest.status !== "connected");
+    return [[time], [type, bad ? "bad" : ""], [JSON.stringify(rest)]];
+  }), 3, "no events yet");
   fill("errors", s.recentErrors.map((e) => {
     const { time, level, message, ...rest } = e;
     return [[time], [level, level === "error" ? "bad" : "warn"], [message], [JSON.stringify(rest)]];

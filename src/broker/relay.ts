@@ -1,4 +1,5 @@
 import http from "node:http";
+import type { TrafficWindows } from "../traffic/window.js";
 import { H, toApp } from "../http/headers.js";
 import { isStructured } from "./cloudevents.js";
 import type { Logger } from "../log.js";
@@ -18,6 +19,8 @@ export interface RelayOptions {
   log: Logger;
   /** Where dead letters are published. */
   broker: () => Broker;
+  /** The status page's last minute of deliveries per subscription (each attempt counted; 2xx is a success). */
+  traffic?: TrafficWindows;
 }
 
 /** Delay before retry after attempt `attempt` (1-based): initial × 2^(attempt-1), capped. */
@@ -93,7 +96,9 @@ export class Relay implements Component {
     return async (d: Delivery): Promise<Outcome> => {
       counters.inFlight += 1;
       try {
+        const t0 = performance.now();
         const answer = await this.#post(spec, d);
+        this.o.traffic?.record(spec.name, answer.status >= 200 && answer.status < 300, performance.now() - t0);
         if (answer.status >= 200 && answer.status < 300) {
           counters.delivered += 1;
           return { kind: "ack" };

@@ -86,6 +86,37 @@ describe("status page (headless Chromium)", () => {
     assert.ok(errors.some((r) => r[1] === "warn" && r[2] === "node ejected" && r[3]!.includes(bad.node.id)), JSON.stringify(errors));
   });
 
+  it("shows the last minute's traffic per service called and per subscription, with sparklines; the ejected node's failures show", async () => {
+    // The previous test's 10 calls to inventory: 3 answered 500 by the bad node before it was ejected.
+    const status = (await (await fetch(`${base}/status`)).json()) as { traffic: { calls: { key: string; total: number; failed: number }[] } };
+    const inventory = status.traffic.calls.find((t) => t.key === "inventory")!;
+    assert.deepEqual([inventory.total, inventory.failed], [10, 3]);
+    const traffic = (id: string) =>
+      page.$$eval(`#${id} tbody tr`, (trs) =>
+        trs.map((tr) => {
+          // (no named helpers in here: the page runs this function's source, without tsx's __name)
+          const svg = tr.querySelector("svg");
+          const [points, failed] = [svg?.dataset.points, svg?.dataset.failed].map((v) => (v ? v.split(",").reduce((a, b) => a + Number(b), 0) : -1));
+          return { cells: [...tr.querySelectorAll("td")].map((td) => td.textContent ?? ""), successClass: tr.children[2]?.className ?? "", points, failed, lines: svg?.querySelectorAll("polyline").length ?? 0 };
+        }),
+      );
+    const calls = await waitFor(async () => (await traffic("calls")).find((r) => r.cells[0] === "inventory"), "inventory's traffic row", 6_000);
+    assert.equal(calls.cells[2], "70.0%");
+    assert.match(calls.successClass, /\bbad\b/, "70% success is shown as bad");
+    assert.match(calls.cells[3]!, /^\d+(\.\d+)? ms$/, "p50");
+    assert.match(calls.cells[4]!, /^\d+(\.\d+)? ms$/, "p99");
+    assert.deepEqual([calls.points, calls.failed, calls.lines], [10, 3, 2], "the sparkline: 10 calls, 3 failed, two lines");
+    assert.match(calls.cells[5]!, /^peak \d+\/s, 3 failed in the last minute$/, "the sparkline's title says what it draws");
+    const deliveries = await waitFor(async () => (await traffic("deliveries")).find((r) => r.cells[0] === "restock"), "restock's delivery row", 6_000);
+    assert.equal(deliveries.cells[2], "100.0%");
+    assert.deepEqual([deliveries.points, deliveries.failed], [1, 0]);
+    // The typed events behind it, newest first.
+    const events = await rows("events");
+    const ejected = events.find((r) => r[1] === "node-ejected");
+    assert.ok(ejected && ejected[2]!.includes(bad.node.id) && ejected[2]!.includes('"failures":3'), JSON.stringify(events));
+    assert.ok(events.some((r) => r[1] === "registered"), "this sidecar's own registration is among them");
+  });
+
   it("with api.token: the page asks for the token, refuses a wrong one, and shows the status with the right one", async () => {
     const token = "status-token-0123456789abcdef";
     const locked = await start("locked", [`api.token=${token}`]);
