@@ -8,7 +8,7 @@ import type { StampedEvent } from "./types.js";
 
 /** GET /events streams open at once; the next one is refused (503 TOO_MANY_STREAMS, Retry-After). */
 export const MAX_EVENT_STREAMS = 16;
-/** A stream whose reader lets this much go unread is ended (it resumes with Last-Event-ID). */
+/** A stream whose reader leaves this much unread for a second (or four times it at once) is ended; it resumes with Last-Event-ID. */
 export const STREAM_BACKLOG_BYTES = 256 * 1024;
 /** A comment line this often keeps proxies and idle timers from closing a quiet stream. */
 const KEEPALIVE_MS = 15_000;
@@ -25,7 +25,7 @@ export function sseFrame(e: StampedEvent | { type: "lagged"; dropped: number }):
  * (and a `lagged` event if some were no longer kept), then each event as it happens. Streams end
  * when the sidecar stops listening. Bounded: MAX_EVENT_STREAMS at once, STREAM_BACKLOG_BYTES unread.
  */
-export function eventStream(hub: EventHub, log: Logger): { handle(req: IncomingMessage, res: ServerResponse): void; readonly open: number; endAll(): void } {
+export function eventStream(hub: EventHub, log: Logger, limits = { streams: MAX_EVENT_STREAMS, backlogBytes: STREAM_BACKLOG_BYTES }): { handle(req: IncomingMessage, res: ServerResponse): void; readonly open: number; endAll(): void } {
   let open = 0;
   const ends = new Set<() => void>();
   return {
@@ -39,7 +39,7 @@ export function eventStream(hub: EventHub, log: Logger): { handle(req: IncomingM
     handle(req, res) {
       const requestId = requestIdOf(req);
       if (req.method !== "GET") return sendError(res, new SidecarError("METHOD_NOT_ALLOWED", `${req.method ?? ""} is not allowed on /events; use GET`, { headers: { allow: "GET" } }), requestId, log);
-      if (open >= MAX_EVENT_STREAMS) return sendError(res, new SidecarError("TOO_MANY_STREAMS", `this sidecar already serves ${MAX_EVENT_STREAMS} GET /events streams`), requestId, log);
+      if (open >= limits.streams) return sendError(res, new SidecarError("TOO_MANY_STREAMS", `this sidecar already serves ${limits.streams} GET /events streams`), requestId, log);
       const last = lastEventId(req);
       open += 1;
       res.writeHead(200, { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-store", "x-accel-buffering": "no" });
@@ -52,11 +52,18 @@ export function eventStream(hub: EventHub, log: Logger): { handle(req: IncomingM
         cleanup();
         res.end();
       };
+      // A burst written in one turn of the event loop (a registry replaying many nodes) is not a
+      // slow reader: over the bound, the stream gets a second to drain below it; over four times
+      // the bound, it is ended at once (memory is the bound that matters).
+      let grace: NodeJS.Timeout | undefined;
+      const behind = () => {
+        log.warn("an events stream fell too far behind; ending it (its reader resumes with Last-Event-ID)", { backlogBytes: res.writableLength });
+        end();
+      };
       const write = (e: StampedEvent) => {
-        if (res.writableLength > STREAM_BACKLOG_BYTES) {
-          log.warn("an events stream fell too far behind; ending it (its reader resumes with Last-Event-ID)", { backlogBytes: res.writableLength });
-          return end();
-        }
+        const backlog = res.writableLength;
+        if (backlog > 4 * limits.backlogBytes) return behind();
+        if (backlog > limits.backlogBytes) grace ??= setTimeout(() => (res.writableLength > limits.backlogBytes ? behind() : (grace = undefined)), 1_000).unref();
         res.write(sseFrame(e));
       };
       ends.add(end);
@@ -72,6 +79,7 @@ export function eventStream(hub: EventHub, log: Logger): { handle(req: IncomingM
         unlisten();
         unclose();
         clearInterval(keepalive);
+        clearTimeout(grace);
       };
       res.on("close", cleanup);
     },

@@ -144,3 +144,43 @@ describe("typed events: Sidecar.events() and GET /events", () => {
     assert.equal(events.all("deregistered").length, 1);
   });
 });
+
+describe("GET /events: a reader that stops reading", () => {
+  it("is ended once its backlog passes the bound, on a real socket that never reads; the others go on", async () => {
+    const { createServer } = await import("node:http");
+    const net = await import("node:net");
+    const { EventHub } = await import("../../src/events/hub.js");
+    const { eventStream } = await import("../../src/events/stream.js");
+    const { silentLogger } = await import("../../src/log.js");
+    const hub = new EventHub();
+    const stream = eventStream(hub, silentLogger(), { streams: 4, backlogBytes: 64 * 1024 });
+    const server = createServer((req, res) => stream.handle(req, res));
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const port = (server.address() as { port: number }).port;
+    try {
+      // A client that sends its request and then never reads: the kernel buffers fill, then ours.
+      const stuck = net.connect(port, "127.0.0.1");
+      await new Promise((r) => stuck.once("connect", r));
+      stuck.pause();
+      stuck.write("GET /events HTTP/1.1\r\nhost: x\r\n\r\n");
+      const reading = await EventLog.stream(`http://127.0.0.1:${port}`);
+      await waitFor(() => stream.open === 2, "both streams open");
+      const reason = "x".repeat(1_000);
+      // Bounded: at most 20,000 events of 1 KB (20 MB), far more than loopback buffers hold; paced
+      // (a turn of the event loop every 10 KB) so the reading stream keeps up.
+      for (let i = 0; i < 20_000 && stream.open === 2; i++) {
+        hub.emit({ type: "app-unhealthy", reason });
+        if (i % 10 === 0) await new Promise((r) => setImmediate(r));
+      }
+      await waitFor(() => stream.open === 1, "the stuck stream ended");
+      hub.emit({ type: "app-healthy" });
+      await reading.next("app-healthy");
+      reading.close();
+      stuck.destroy();
+    } finally {
+      hub.close();
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
+  });
+});
