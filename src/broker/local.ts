@@ -8,6 +8,7 @@ import { peerClient, type MeshTls } from "../tls/mesh.js";
 import { InProcessDeliveries } from "./in-process.js";
 import { subjectMatches } from "../subjects.js";
 import type { ActiveSubscription, Broker, BrokerStatus, DeliverFn, PublishResult, SubscriptionSpec } from "./types.js";
+import { closedError } from "../lifecycle/component.js";
 
 /** A peer's answer to a delivery is a small JSON document ({"accepted": n}, or an error body). */
 const ANSWER_LIMIT = 64 * 1024;
@@ -37,6 +38,7 @@ export class LocalBroker implements Broker {
   }
 
   async publish(topic: string, body: Buffer, headers: Record<string, string>): Promise<PublishResult> {
+    if (this.#closed) throw closedError("local broker");
     const id = headers["ce-id"] || randomUUID();
     const sent: Record<string, string> = { ...headers, "ce-id": id, [DELIVER_HEADER]: topic };
     let notTakenBy: string[] | undefined;
@@ -102,6 +104,7 @@ export class LocalBroker implements Broker {
   }
 
   async subscribe(spec: SubscriptionSpec, deliver: DeliverFn): Promise<ActiveSubscription> {
+    if (this.#closed) throw closedError("local broker");
     const sub = new LocalSubscription(spec, new InProcessDeliveries(spec, deliver, this.log), () => {
       this.#subs = this.#subs.filter((s) => s !== sub);
     });
@@ -114,10 +117,13 @@ export class LocalBroker implements Broker {
   }
 
   status(): BrokerStatus {
-    return "connected";
+    return this.#closed ? "closed" : "connected";
   }
 
+  #closed = false;
+
   async close(): Promise<void> {
+    this.#closed = true;
     this.#client.agent.destroy();
   }
 }

@@ -7,6 +7,7 @@ import { fromNats, toNats } from "../nats/headers.js";
 import { InProcessDeliveries } from "./in-process.js";
 import { JetStreamSubscription, type StreamDefaults } from "./jetstream.js";
 import type { ActiveSubscription, Broker, BrokerStatus, DeliverFn, PublishResult, SubscriptionSpec } from "./types.js";
+import { closedError } from "../lifecycle/component.js";
 
 /** How long "which stream stores this topic" is remembered: found, and not found. */
 const STREAM_CACHE_MS = { found: 30_000, missing: 1_000 };
@@ -49,6 +50,7 @@ export class NatsBroker implements Broker {
   }
 
   async publish(topic: string, body: Buffer, headers: Record<string, string>): Promise<PublishResult> {
+    if (this.#closed) throw closedError("nats broker");
     const id = headers["ce-id"] || randomUUID();
     const h = toNats({ ...headers, "ce-id": id });
     const stream = await this.#streamFor(topic);
@@ -63,6 +65,7 @@ export class NatsBroker implements Broker {
   }
 
   async subscribe(spec: SubscriptionSpec, deliver: DeliverFn): Promise<ActiveSubscription> {
+    if (this.#closed) throw closedError("nats broker");
     if (spec.durable) return JetStreamSubscription.start(this.js, this.jsm, spec, deliver, this.defaults, this.log);
     return CoreSubscription.start(this.client, spec, deliver, this.log);
   }

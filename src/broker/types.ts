@@ -93,5 +93,9 @@ export interface Broker {
    * this node's inbound listener, handed to the matching subscriptions; how many took it.
    */
   receive?(topic: string, body: Buffer, headers: Record<string, string>, caller: string | undefined): number;
+  /**
+   * Idempotent. After it, publish and subscribe reject with CLOSED and status() is "closed".
+   * (A backend's factory is its start: what BROKERS returns is ready to use.)
+   */
   close(): Promise<void>;
 }

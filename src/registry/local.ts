@@ -3,6 +3,7 @@ import { mkdir, readdir, readFile, rename, stat, unlink, writeFile } from "node:
 import path from "node:path";
 import type { Logger } from "../log.js";
 import { parseNodeRecord, type NodeRecord, type Registry, type RegistryEvent, type RegistryStatus, type RegistryWatch } from "./types.js";
+import { closedError } from "../lifecycle/component.js";
 
 export interface LocalRegistryOptions {
   /** Shared directory, one JSON file per node. */
@@ -34,6 +35,7 @@ export class LocalRegistry implements Registry {
   }
 
   async register(node: NodeRecord): Promise<void> {
+    if (this.#closed) throw closedError("local registry");
     const file = path.join(this.options.dir, `${node.service}.${node.id}.json`);
     this.#files.set(node.id, file);
     const tmp = `${file}.${process.pid}.tmp`;
@@ -42,6 +44,7 @@ export class LocalRegistry implements Registry {
   }
 
   async deregister(nodeId: string): Promise<void> {
+    if (this.#closed) throw closedError("local registry");
     const file = this.#files.get(nodeId);
     if (!file) return;
     this.#files.delete(nodeId);
@@ -90,6 +93,7 @@ export class LocalRegistry implements Registry {
   }
 
   async watch(onEvent: (event: RegistryEvent) => void): Promise<RegistryWatch> {
+    if (this.#closed) throw closedError("local registry");
     let known = new Map<string, number>();
     let stopped = false;
     let scanning = false;

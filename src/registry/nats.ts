@@ -2,6 +2,7 @@ import type { KV } from "@nats-io/kv";
 import type { Logger } from "../log.js";
 import type { NatsClient } from "../nats/connect.js";
 import { parseNodeRecord, type NodeRecord, type Registry, type RegistryEvent, type RegistryStatus, type RegistryWatch } from "./types.js";
+import { closedError } from "../lifecycle/component.js";
 
 export interface NatsRegistryOptions {
   /** JetStream KV bucket. */
@@ -71,6 +72,7 @@ export class NatsRegistry implements Registry {
   }
 
   async register(node: NodeRecord): Promise<void> {
+    if (this.#closed) throw closedError("nats registry");
     const key = keyOf(node);
     this.#keys.set(node.id, key);
     try {
@@ -84,6 +86,7 @@ export class NatsRegistry implements Registry {
   }
 
   async deregister(nodeId: string): Promise<void> {
+    if (this.#closed) throw closedError("nats registry");
     const key = this.#keys.get(nodeId);
     if (!key) return;
     this.#keys.delete(nodeId);
@@ -104,6 +107,7 @@ export class NatsRegistry implements Registry {
   }
 
   async watch(onEvent: (event: RegistryEvent) => void): Promise<RegistryWatch> {
+    if (this.#closed) throw closedError("nats registry");
     let stopped = false;
     const first = await this.#openWatch("open", () => this.#closed);
     if (!first) throw new Error("the registry was closed while its watch was opening");

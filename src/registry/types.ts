@@ -48,7 +48,11 @@ export interface Registry {
   /** Current records first, then every change, until stopped. */
   watch(onEvent: (event: RegistryEvent) => void): Promise<RegistryWatch>;
   status(): RegistryStatus;
-  /** Idempotent. */
+  /**
+   * Idempotent; concurrent callers share one close. After it, register, deregister and watch
+   * reject with CLOSED and status() is "closed". (A backend's factory is its start: what
+   * REGISTRIES returns is ready to use, never half open.)
+   */
   close(): Promise<void>;
 }
 
