@@ -10,7 +10,7 @@ import type { Logger } from "../log.js";
  * /health/ready 503 with the reason), every other route 503 STARTING with Retry-After.
  */
 export function starting(req: IncomingMessage, res: ServerResponse, log: Logger, registry: string): void {
-  const reason = registry === "nats" ? "the sidecar is starting: waiting for NATS and the registry bucket" : "the sidecar is starting";
+  const reason = registry === "nats" ? "the sidecar is starting: waiting for NATS and the registry bucket" : registry === "etcd" ? "the sidecar is starting: waiting for etcd" : "the sidecar is starting";
   const body = (status: number, value: unknown) => sendJson(res, status, value, { "retry-after": "1" });
   if (under("/health/live", req.url)) return body(200, { status: "ok" });
   if (under("/health/ready", req.url)) return body(503, { status: "not ready", reasons: [reason] });

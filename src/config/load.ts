@@ -118,7 +118,7 @@ function describeIssue(issue: z.core.$ZodIssue, merged: Obj, originOf: (p: strin
 
 /** Fill in the defaults that depend on other keys, and freeze. */
 function resolve(parsed: ParsedConfig, cwd: string): Config {
-  const kind = parsed.registry.kind ?? (parsed.nats ? "nats" : "local");
+  const kind = parsed.registry.kind ?? (parsed.etcd ? "etcd" : parsed.nats ? "nats" : "local");
   const local = kind === "local";
   const dir = parsed.registry.dir ? path.resolve(cwd, parsed.registry.dir) : path.join(os.tmpdir(), "sidecar-registry");
   const config: Config = {
@@ -135,6 +135,7 @@ function resolve(parsed: ParsedConfig, cwd: string): Config {
     nats: parsed.nats
       ? { ...parsed.nats, tls: resolvePaths(parsed.nats.tls, cwd), ...(parsed.nats.credentials ? { credentials: path.resolve(cwd, parsed.nats.credentials) } : {}) }
       : { servers: [...DEFAULTS.natsServers] },
+    etcd: parsed.etcd ? { ...parsed.etcd, tls: resolvePaths(parsed.etcd.tls, cwd) } : { endpoints: [...DEFAULTS.etcdEndpoints], prefix: DEFAULTS.etcdPrefix },
   };
   return deepFreeze(config);
 }
@@ -228,6 +229,18 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
         problems.push(`${originOf("inbound.allow")}: inbound.allow: expected mesh.token as well with transport.kind nats: calls over NATS carry no client certificate, so only the mesh token vouches for a caller's name`);
       }
     }
+    const etcd = result.data.etcd;
+    if (etcd) {
+      if (etcd.password !== undefined && etcd.username === undefined) problems.push(`${originOf("etcd.password")}: etcd.password: expected etcd.username as well`);
+      if (etcd.username !== undefined && etcd.password === undefined) problems.push(`${originOf("etcd.username")}: etcd.username: expected etcd.password as well`);
+      const https = etcd.endpoints.filter((e) => e.startsWith("https://"));
+      if (https.length > 0 && https.length < etcd.endpoints.length) problems.push(`${originOf("etcd.endpoints")}: etcd.endpoints: expected all http:// or all https://, not both`);
+      if (https.length > 0 && etcd.tls?.ca === undefined) problems.push(`${originOf("etcd.endpoints")}: etcd.endpoints: https:// endpoints need etcd.tls.ca (the CA that signed the etcd servers' certificates)`);
+      if (https.length === 0 && etcd.tls !== undefined) problems.push(`${originOf("etcd.tls")}: etcd.tls: expected https:// endpoints with TLS settings`);
+    }
+    if (result.data.registry.kind === "etcd" && result.data.transport.kind === "nats" && !result.data.nats) {
+      problems.push(`${originOf("transport.kind")}: transport.kind: got 'nats': expected a nats section as well (the etcd registry does not carry calls)`);
+    }
     const seen = new Set<string>();
     result.data.subscriptions.forEach((s, i) => {
       const name = s.name ?? s.topic;
@@ -237,7 +250,7 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
   }
   if (problems.length > 0 || !result.success) throw new ConfigError(problems);
   const config = resolve(result.data, cwd);
-  for (const [at, files] of [["mesh.tls", config.mesh.tls], ["nats.tls", config.nats.tls]] as const) {
+  for (const [at, files] of [["mesh.tls", config.mesh.tls], ["nats.tls", config.nats.tls], ["etcd.tls", config.etcd.tls]] as const) {
     if (files) for (const p of readTls(files, at).problems) problems.push(`${originOf(p.slice(0, p.indexOf(":")))}: ${p}`);
   }
   if (config.nats.credentials !== undefined && !readable(config.nats.credentials)) {

@@ -22,6 +22,8 @@ export const DEFAULTS = {
   registryTtl: 15_000,
   registryBucket: "sidecar_registry",
   natsServers: ["nats://127.0.0.1:4222"],
+  etcdEndpoints: ["http://127.0.0.1:2379"],
+  etcdPrefix: "/sidecar/registry/",
   callTimeout: 5_000,
   hashHeader: "x-sidecar-hash-key",
   consecutiveFailures: 3,
@@ -172,8 +174,8 @@ export const configSchema = z.strictObject({
     .default({}),
   registry: z
     .strictObject({
-      /** Default: nats when a `nats` section is given, else local. */
-      kind: z.enum(["local", "nats"]).optional(),
+      /** Default: etcd when an `etcd` section is given, else nats when a `nats` section is, else local. */
+      kind: z.enum(["local", "nats", "etcd"]).optional(),
       ttl: positiveDuration("registry.ttl").default(DEFAULTS.registryTtl),
       /** local: the shared directory. Default: $TMPDIR/sidecar-registry. */
       dir: z.string().min(1).optional(),
@@ -197,6 +199,21 @@ export const configSchema = z.strictObject({
       tls: z.strictObject({ ca: file.optional(), cert: file.optional(), key: file.optional() }).optional(),
       /** Client name shown by the server; default "sidecar-<service>". */
       name: z.string().optional(),
+    })
+    .optional(),
+  /** The etcd registry (registry.kind: etcd): etcd's v3 API, records under leases. */
+  etcd: z
+    .strictObject({
+      endpoints: z
+        .array(z.string().regex(/^https?:\/\/[^/\s]+$/, "expected an http:// or https:// URL with a host and port, e.g. http://etcd:2379"))
+        .min(1, "expected at least one endpoint URL")
+        .default([...DEFAULTS.etcdEndpoints]),
+      username: z.string().min(1).optional(),
+      password: z.string().optional(),
+      /** TLS to etcd: `ca` to verify the servers (needed for https:// endpoints), `cert` and `key` when they require a client certificate. */
+      tls: z.strictObject({ ca: file.optional(), cert: file.optional(), key: file.optional() }).optional(),
+      /** Keys are `<prefix><service>/<nodeId>`. */
+      prefix: z.string().regex(/^\/[\x21-\x7e]*\/$/, "expected a key prefix that starts and ends with '/', without spaces").default(DEFAULTS.etcdPrefix),
     })
     .optional(),
   broker: z
@@ -259,9 +276,10 @@ export type ParsedConfig = z.output<typeof configSchema>;
 /** The resolved, frozen config every component receives. */
 export type SubscriptionConfig = z.output<typeof subscriptionSchema>;
 
-export type Config = Omit<ParsedConfig, "registry" | "inbound" | "nats" | "broker"> & {
+export type Config = Omit<ParsedConfig, "registry" | "inbound" | "nats" | "broker" | "etcd"> & {
   broker: Omit<ParsedConfig["broker"], "kind"> & { kind: "local" | "nats" };
-  registry: Omit<ParsedConfig["registry"], "kind" | "dir"> & { kind: "local" | "nats"; dir: string };
+  registry: Omit<ParsedConfig["registry"], "kind" | "dir"> & { kind: "local" | "nats" | "etcd"; dir: string };
+  etcd: NonNullable<ParsedConfig["etcd"]>;
   inbound: { host: string; port: number; advertise: string | undefined; allow: string[] | undefined };
   nats: NonNullable<ParsedConfig["nats"]>;
 };

@@ -15,8 +15,8 @@ export type SidecarEvent =
   | { type: "deregistered"; service: string; node: string; reason: string }
   /** Another (or this) node appeared in the registry view. */
   | { type: "node-joined"; service: string; node: string; address: string }
-  /** A node left the view: its record was deleted, or it stopped heartbeating within the TTL. */
-  | { type: "node-left"; service: string; node: string; reason: "deregistered" | "expired" }
+  /** A node left the view: `deleted` by the backend (deregistered, or its lease expired: etcd), or `expired` here (not refreshed within the TTL). */
+  | { type: "node-left"; service: string; node: string; reason: "deleted" | "expired" }
   /** This sidecar's outlier detection stopped sending calls to a node for `forMs`. */
   | { type: "node-ejected"; service: string; node: string; forMs: number; failures: number }
   | { type: "subscription"; subscription: string; topic: string; state: "active" | "paused" | "failed"; error?: string }

@@ -3,6 +3,7 @@ import type { Logger } from "../log.js";
 import type { NatsClient } from "../nats/connect.js";
 import { LocalRegistry } from "./local.js";
 import { NatsRegistry } from "./nats.js";
+import { loadTls } from "../tls/files.js";
 import type { Registry } from "./types.js";
 
 export type { NodeRecord, Registry, RegistryEvent, RegistryStatus, RegistryWatch } from "./types.js";
@@ -22,6 +23,13 @@ export const REGISTRIES: Record<Config["registry"]["kind"], (deps: RegistryDeps)
   local: ({ config, log }) => LocalRegistry.open({ dir: config.registry.dir, ttl: config.registry.ttl }, log),
   nats: async ({ config, log, nats, signal }) =>
     NatsRegistry.open(await nats(), { bucket: config.registry.bucket, ttl: config.registry.ttl, replicas: config.registry.replicas }, log, signal),
+  // Loaded only when configured: the etcd client (gRPC) costs memory a NATS or local sidecar need not pay.
+  etcd: async ({ config, log, signal }) => {
+    const { EtcdRegistry } = await import("./etcd.js");
+    const { tls, ...etcd } = config.etcd;
+    const pem = tls ? loadTls(tls, "etcd.tls") : undefined;
+    return EtcdRegistry.open({ ...etcd, ttl: config.registry.ttl, tls: pem?.ca ? { ca: pem.ca, cert: pem.cert, key: pem.key } : undefined }, log, signal);
+  },
 };
 
 export function createRegistry(deps: RegistryDeps): Promise<Registry> {

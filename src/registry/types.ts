@@ -36,9 +36,16 @@ export interface RegistryWatch {
   stop(): void;
 }
 
-/** A registry backend. Implementations: LocalRegistry (local.ts), NatsRegistry (nats.ts). */
+/** A registry backend. Implementations: LocalRegistry (local.ts), NatsRegistry (nats.ts), EtcdRegistry (etcd.ts). */
 export interface Registry {
   readonly kind: string;
+  /**
+   * The backend itself removes a record whose node stopped heartbeating, and its watch reports
+   * that as a delete (etcd's leases). Views then never expire records by age. Absent (local, NATS
+   * KV on nats-server 2.9, whose max-age expiry sends watchers nothing): views drop records not
+   * refreshed within the TTL.
+   */
+  readonly expiresRecords?: boolean;
   /** Write (or refresh) a node's record. Called again on every heartbeat. */
   register(node: NodeRecord): Promise<void>;
   /** Remove a node's record at once. */

@@ -80,7 +80,7 @@ export class RegistryView implements Component {
       const nodes = this.#services.get(event.service);
       if (nodes?.delete(event.id)) {
         this.log.info("node left", { service: event.service, node: event.id });
-        this.emit({ type: "node-left", service: event.service, node: event.id, reason: "deregistered" });
+        this.emit({ type: "node-left", service: event.service, node: event.id, reason: "deleted" });
         this.#changed(event.service);
       }
     }
@@ -107,6 +107,13 @@ export class RegistryView implements Component {
       for (const service of this.#emptySince.keys()) this.#emptySince.set(service, now);
       return;
     }
+    // A backend that deletes lapsed records itself (etcd's leases) tells us; age proves nothing there.
+    if (!this.registry.expiresRecords) this.#expire(now);
+    this.#forgetEmpty(now);
+  }
+
+  /** Drop records not refreshed within the TTL. */
+  #expire(now: number): void {
     for (const [service, nodes] of this.#services) {
       let changed = false;
       for (const [id, e] of nodes) {
@@ -119,6 +126,10 @@ export class RegistryView implements Component {
       }
       if (changed) this.#changed(service);
     }
+  }
+
+  /** Forget services without a node for FORGET_AFTER_TTLS TTLs. */
+  #forgetEmpty(now: number): void {
     for (const [service, since] of this.#emptySince) {
       if (now - since <= this.ttl * FORGET_AFTER_TTLS) continue;
       this.#emptySince.delete(service);

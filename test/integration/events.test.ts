@@ -56,7 +56,7 @@ describe("typed events: Sidecar.events() and GET /events", () => {
     const gone = await events.next("deregistered", (e) => e.node === s.node.id);
     assert.match(gone.reason, /health check failing/);
     await events.next("subscription", (e) => e.state === "paused");
-    await events.next("node-left", (e) => e.node === s.node.id && e.reason === "deregistered");
+    await events.next("node-left", (e) => e.node === s.node.id && e.reason === "deleted");
     assert.ok(unhealthy.seq < gone.seq, "seq numbers follow the order things happened");
 
     a.healthy = true;

@@ -25,8 +25,11 @@ export async function waitFor<T>(cond: () => T | Promise<T>, what: string, timeo
 }
 
 /** Fast settings for tests: short health interval and TTL, loopback everywhere, port 0. */
-export function testSettings(o: { service: string; appPort: number; registry: { dir: string } | { nats: string }; extra?: string[] }): string[] {
-  const reg = "dir" in o.registry ? [`registry.kind=local`, `registry.dir=${o.registry.dir}`] : [`registry.kind=nats`, `nats.servers=${o.registry.nats}`];
+export function testSettings(o: { service: string; appPort: number; registry: { dir: string } | { nats: string } | { etcd: string }; extra?: string[] }): string[] {
+  const reg =
+    "dir" in o.registry ? [`registry.kind=local`, `registry.dir=${o.registry.dir}`]
+    : "etcd" in o.registry ? [`registry.kind=etcd`, `etcd.endpoints=${o.registry.etcd}`]
+    : [`registry.kind=nats`, `nats.servers=${o.registry.nats}`];
   return [
     `service.name=${o.service}`,
     `app.port=${o.appPort}`,

@@ -1,0 +1,110 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { freePort } from "./ports.js";
+
+const BINARY = process.env.ETCD_BIN ?? "etcd";
+/** What etcd says once it serves clients (3.4 with the zap logger: "serving client traffic insecurely"); in a cluster, once it has joined. */
+const READY = /serving client traffic|ready to serve client requests/;
+
+interface Member {
+  name: string;
+  client: number;
+  peer: number;
+}
+
+/**
+ * A real etcd (Debian's etcd-server) for integration tests: bound to 127.0.0.1 on random client
+ * and peer ports, with a temporary data directory removed on stop. `cluster(3)` starts three
+ * members that form one cluster over loopback.
+ */
+export class EtcdServer {
+  #proc: ChildProcess | undefined;
+  #log = "";
+
+  private constructor(
+    readonly dataDir: string,
+    private readonly me: Member,
+    private readonly initialCluster: string,
+  ) {}
+
+  static async start(): Promise<EtcdServer> {
+    const [client, peer] = [await freePort(), await freePort()];
+    const me = { name: "e1", client, peer };
+    const server = new EtcdServer(mkdtempSync(path.join(os.tmpdir(), "sidecar-etcd-")), me, `e1=http://127.0.0.1:${peer}`);
+    await server.#spawn();
+    return server;
+  }
+
+  /** `size` members forming one cluster; each resolves once it serves clients. */
+  static async cluster(size = 3): Promise<EtcdServer[]> {
+    const members: Member[] = [];
+    for (let i = 0; i < size; i++) members.push({ name: `e${i + 1}`, client: await freePort(), peer: await freePort() });
+    const initial = members.map((m) => `${m.name}=http://127.0.0.1:${m.peer}`).join(",");
+    const servers = members.map((m) => new EtcdServer(mkdtempSync(path.join(os.tmpdir(), "sidecar-etcd-")), m, initial));
+    await Promise.all(servers.map((s) => s.#spawn()));
+    return servers;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.me.client}`;
+  }
+
+  get pid(): number | undefined {
+    return this.#proc?.pid;
+  }
+
+  async #spawn(): Promise<void> {
+    const { name, client, peer } = this.me;
+    const args = [
+      "--name", name, "--data-dir", this.dataDir, "--logger", "zap", "--log-outputs", "stderr",
+      "--listen-client-urls", `http://127.0.0.1:${client}`, "--advertise-client-urls", `http://127.0.0.1:${client}`,
+      "--listen-peer-urls", `http://127.0.0.1:${peer}`, "--initial-advertise-peer-urls", `http://127.0.0.1:${peer}`,
+      "--initial-cluster", this.initialCluster, "--initial-cluster-state", "new", "--initial-cluster-token", "sidecar-test",
+    ];
+    const proc = spawn(BINARY, args, { stdio: ["ignore", "pipe", "pipe"] });
+    this.#proc = proc;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`etcd did not start within 20s:\n${this.#log.slice(-4000)}`)), 20_000);
+      const onData = (chunk: Buffer) => {
+        this.#log = (this.#log + chunk.toString()).slice(-65_536);
+        if (READY.test(this.#log)) {
+          clearTimeout(timer);
+          resolve();
+        }
+      };
+      proc.stderr!.on("data", onData);
+      proc.stdout!.on("data", onData);
+      proc.once("error", (err) => {
+        clearTimeout(timer);
+        reject(new Error(`cannot run ${BINARY} (install Debian's etcd-server): ${err.message}`));
+      });
+      proc.once("exit", (code) => {
+        clearTimeout(timer);
+        reject(new Error(`etcd exited with ${code}:\n${this.#log.slice(-4000)}`));
+      });
+    });
+  }
+
+  /** Kill the process (the data directory stays, so restart() keeps keys and leases). */
+  async kill(): Promise<void> {
+    const proc = this.#proc;
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+    const exited = new Promise((r) => proc.once("exit", r));
+    proc.kill("SIGKILL");
+    await exited;
+  }
+
+  /** Start again on the same ports and data. */
+  async restart(): Promise<void> {
+    await this.kill();
+    this.#log = "";
+    await this.#spawn();
+  }
+
+  async stop(): Promise<void> {
+    await this.kill();
+    rmSync(this.dataDir, { recursive: true, force: true });
+  }
+}
