@@ -1,5 +1,5 @@
 import { circuitBreaker, ConsecutiveBreaker, ExponentialBackoff, handleWhen, retry } from "cockatiel";
-import { Etcd3, EtcdLeaseInvalidError, isRecoverableError, type IKeyValue, type IOptions, type Lease, type Watcher } from "etcd3";
+import { Etcd3, EtcdAuthenticationFailedError, EtcdLeaseInvalidError, EtcdPermissionDeniedError, isRecoverableError, type IKeyValue, type IOptions, type Lease, type Watcher } from "etcd3";
 import { closedError } from "../lifecycle/component.js";
 import type { Logger } from "../log.js";
 import { parseNodeRecord, type NodeRecord, type Registry, type RegistryEvent, type RegistryStatus, type RegistryWatch } from "./types.js";
@@ -53,7 +53,10 @@ export class EtcdRegistry implements Registry {
           client.close();
           throw new Error("stopped while waiting for etcd", { cause: err });
         }
-        if (attempt % 10 === 0) log.warn("waiting for etcd: cannot connect yet, retrying every second", { endpoints: options.endpoints, error: (err as Error).message });
+        if (attempt % 10 === 0) {
+          if (err instanceof EtcdAuthenticationFailedError || err instanceof EtcdPermissionDeniedError) log.error("etcd refused this sidecar's credentials (etcd.username/password); retrying every second", { endpoints: options.endpoints, error: err.message });
+          else log.warn("waiting for etcd: cannot connect yet, retrying every second", { endpoints: options.endpoints, error: (err as Error).message });
+        }
         await sleep(1_000, signal);
       }
     }

@@ -8,6 +8,13 @@ const BINARY = process.env.ETCD_BIN ?? "etcd";
 /** What etcd says once it serves clients (3.4 with the zap logger: "serving client traffic insecurely"); in a cluster, once it has joined. */
 const READY = /serving client traffic|ready to serve client requests/;
 
+/** The server's certificate and key; `clientCa`: require client certificates signed by it. */
+export interface EtcdTls {
+  cert: string;
+  key: string;
+  clientCa?: string;
+}
+
 interface Member {
   name: string;
   client: number;
@@ -27,12 +34,14 @@ export class EtcdServer {
     readonly dataDir: string,
     private readonly me: Member,
     private readonly initialCluster: string,
+    private readonly tls?: EtcdTls,
   ) {}
 
-  static async start(): Promise<EtcdServer> {
+  /** One member; with `tls`, clients must speak https and (with `clientCa`) present a certificate that CA signed. */
+  static async start(options: { tls?: EtcdTls } = {}): Promise<EtcdServer> {
     const [client, peer] = [await freePort(), await freePort()];
     const me = { name: "e1", client, peer };
-    const server = new EtcdServer(mkdtempSync(path.join(os.tmpdir(), "sidecar-etcd-")), me, `e1=http://127.0.0.1:${peer}`);
+    const server = new EtcdServer(mkdtempSync(path.join(os.tmpdir(), "sidecar-etcd-")), me, `e1=http://127.0.0.1:${peer}`, options.tls);
     await server.#spawn();
     return server;
   }
@@ -48,7 +57,7 @@ export class EtcdServer {
   }
 
   get url(): string {
-    return `http://127.0.0.1:${this.me.client}`;
+    return `${this.tls ? "https" : "http"}://127.0.0.1:${this.me.client}`;
   }
 
   get pid(): number | undefined {
@@ -56,15 +65,20 @@ export class EtcdServer {
   }
 
   async #spawn(): Promise<void> {
-    const { name, client, peer } = this.me;
+    const { name, peer } = this.me;
     const args = [
       "--name", name, "--data-dir", this.dataDir, "--logger", "zap", "--log-outputs", "stderr",
-      "--listen-client-urls", `http://127.0.0.1:${client}`, "--advertise-client-urls", `http://127.0.0.1:${client}`,
+      "--listen-client-urls", this.url, "--advertise-client-urls", this.url,
+      ...(this.tls ? ["--cert-file", this.tls.cert, "--key-file", this.tls.key, ...(this.tls.clientCa ? ["--client-cert-auth", "--trusted-ca-file", this.tls.clientCa] : [])] : []),
       "--listen-peer-urls", `http://127.0.0.1:${peer}`, "--initial-advertise-peer-urls", `http://127.0.0.1:${peer}`,
       "--initial-cluster", this.initialCluster, "--initial-cluster-state", "new", "--initial-cluster-token", "sidecar-test",
     ];
     const proc = spawn(BINARY, args, { stdio: ["ignore", "pipe", "pipe"] });
     this.#proc = proc;
+    // A test file that times out or crashes must not leave its server running.
+    const reap = () => proc.kill("SIGKILL");
+    process.once("exit", reap);
+    proc.once("exit", () => process.off("exit", reap));
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`etcd did not start within 20s:\n${this.#log.slice(-4000)}`)), 20_000);
       const onData = (chunk: Buffer) => {

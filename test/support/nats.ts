@@ -61,6 +61,10 @@ export class NatsServer {
   async #spawn(): Promise<void> {
     const proc = spawn(BINARY, ["-a", "127.0.0.1", "-p", String(this.port), "-js", "-sd", this.storeDir, ...this.extraArgs], { stdio: ["ignore", "pipe", "pipe"] });
     this.#proc = proc;
+    // A test file that times out or crashes must not leave its server running.
+    const reap = () => proc.kill("SIGKILL");
+    process.once("exit", reap);
+    proc.once("exit", () => process.off("exit", reap));
     this.port = await new Promise<number>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`nats-server did not start within 10s:\n${this.#log}`)), 10_000);
       const onData = (chunk: Buffer) => {
