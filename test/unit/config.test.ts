@@ -68,6 +68,32 @@ describe("loadConfig", () => {
     assert.deepEqual(config.inbound, { host: "0.0.0.0", port: 8082, advertise: undefined, allow: undefined });
   });
 
+  it("an etcd section selects the etcd registry, the production inbound defaults and the direct broker; endpoints from the environment", () => {
+    const f = file("etcd.yaml", "service: { name: greeter }\napp: { port: 5000 }\netcd: { prefix: /reg/ }\n");
+    const { config } = loadConfig({ file: f, env: { SIDECAR_ETCD_ENDPOINTS: "http://etcd-1:2379,http://etcd-2:2379" } });
+    assert.equal(config.registry.kind, "etcd");
+    assert.equal(config.broker.kind, "local", "without NATS, messages go straight to the subscribers' sidecars");
+    assert.deepEqual(config.etcd.endpoints, ["http://etcd-1:2379", "http://etcd-2:2379"]);
+    assert.equal(config.etcd.prefix, "/reg/");
+    assert.deepEqual(config.inbound, { host: "0.0.0.0", port: 8082, advertise: undefined, allow: undefined });
+    const defaults = loadConfig({ set: ["service.name=g", "app.port=1", "registry.kind=etcd"], env: {}, cwd: dir }).config;
+    assert.deepEqual([defaults.etcd.endpoints, defaults.etcd.prefix], [["http://127.0.0.1:2379"], "/sidecar/registry/"]);
+  });
+
+  it("etcd settings are checked: endpoint URLs, https needs a CA, a username needs its password (never shown), a prefix between slashes", () => {
+    const base = ["service.name=g", "app.port=1", "registry.kind=etcd"];
+    const p = problems(() => loadConfig({ set: [...base, "etcd.endpoints=etcd:2379", "etcd.prefix=reg", "etcd.password=hunter2-secret-value"], env: {}, cwd: dir }));
+    assert.ok(p.some((l) => /etcd\.endpoints\.0: got "etcd:2379": expected an http:\/\/ or https:\/\/ URL/.test(l)), p.join("\n"));
+    assert.ok(p.some((l) => /etcd\.prefix: got "reg": expected a key prefix that starts and ends with '\/'/.test(l)), p.join("\n"));
+    const q = problems(() => loadConfig({ set: [...base, "etcd.endpoints=https://etcd:2379", "etcd.password=hunter2-secret-value"], env: {}, cwd: dir }));
+    assert.ok(q.some((l) => /etcd\.endpoints: https:\/\/ endpoints need etcd\.tls\.ca/.test(l)), q.join("\n"));
+    assert.ok(q.some((l) => /etcd\.password: expected etcd\.username as well/.test(l)), q.join("\n"));
+    assert.ok(!q.join("\n").includes("hunter2"), "the password is never shown");
+    const r = problems(() => loadConfig({ set: [...base, "etcd.endpoints=http://a:2379,https://b:2379", "transport.kind=nats"], env: {}, cwd: dir }));
+    assert.ok(r.some((l) => /expected all http:\/\/ or all https:\/\//.test(l)), r.join("\n"));
+    assert.ok(r.some((l) => /transport\.kind: got 'nats': expected a nats section as well/.test(l)), r.join("\n"));
+  });
+
   it("environment overrides the file and --set overrides the environment", () => {
     const f = file("layers.yaml", "service: { name: greeter }\napp: { port: 5000 }\n");
     const { config } = loadConfig({
@@ -93,7 +119,7 @@ describe("loadConfig", () => {
     const f = file("bad.yaml", [
       "service: { name: 'bad name' }",
       "app: { port: abc, health: { interval: 5x, bogus: 1 } }",
-      "registry: { kind: etcd, ttl: 0s }",
+      "registry: { kind: consul, ttl: 0s }",
       "api: { maxBody: lots }",
       "extra: 1",
     ].join("\n"));
@@ -103,7 +129,7 @@ describe("loadConfig", () => {
       /bad\.yaml: app\.port: got "abc": expected a port number/,
       /bad\.yaml: app\.health\.interval: got "5x": expected health\.interval as a duration/,
       /bad\.yaml: app\.health\.bogus: unknown key \(expected one of: path, interval, timeout, failureThreshold, successThreshold\)/,
-      /bad\.yaml: registry\.kind: got "etcd": .*"local"\|"nats"/,
+      /bad\.yaml: registry\.kind: got "consul": .*"local"\|"nats"\|"etcd"/,
       /bad\.yaml: registry\.ttl: got "0s": expected registry\.ttl to be greater than 0/,
       /bad\.yaml: api\.maxBody: got "lots": expected a size/,
       /bad\.yaml: extra: unknown key \(expected one of: service, app,/,
