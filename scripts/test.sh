@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite: `npm test`. Installs what the tests need and is missing (Debian's
-# nats-server, etcd-server, openssl, chromium), builds (child-process tests run dist/cli.js as users do), type-checks the
+# nats-server, etcd-server, rabbitmq-server, openssl, chromium), builds (child-process tests run dist/cli.js as users do), type-checks the
 # tests, then runs unit and integration tests with node's test runner.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests run for real: nats-server, etcd-server (the etcd registry), openssl (test certificates), chromium
+# Debian packages the tests run for real: nats-server, etcd-server (the etcd registry), rabbitmq-server, openssl (test certificates), chromium
 # (the status page, driven by playwright-core, which downloads no browser itself), and promtool
 # (prometheus: `promtool check metrics` on a scrape) installed without its recommends.
 missing=()
@@ -13,6 +13,7 @@ lean=()
 command -v promtool >/dev/null 2>&1 || lean+=(prometheus)
 if ! command -v nats-server >/dev/null 2>&1 && [ -z "${NATS_SERVER_BIN:-}" ]; then missing+=(nats-server); fi
 if ! command -v etcd >/dev/null 2>&1 && [ -z "${ETCD_BIN:-}" ]; then missing+=(etcd-server); fi
+if [ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ] && [ -z "${RABBITMQ_SERVER_BIN:-}" ]; then missing+=(rabbitmq-server); fi
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 [ -x "${CHROMIUM_BIN:-/usr/bin/chromium}" ] || missing+=(chromium)
 if [ $((${#missing[@]} + ${#lean[@]})) -gt 0 ]; then

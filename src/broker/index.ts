@@ -5,6 +5,7 @@ import type { RegistryView } from "../registry/view.js";
 import type { MeshTls } from "../tls/mesh.js";
 import { LocalBroker } from "./local.js";
 import { NatsBroker } from "./nats.js";
+import { loadTls } from "../tls/files.js";
 import type { Broker } from "./types.js";
 
 export type { ActiveSubscription, Broker, Delivery, Outcome, SubscriptionSpec } from "./types.js";
@@ -16,12 +17,20 @@ export interface BrokerDeps {
   nats: () => Promise<NatsClient>;
   /** mesh.tls, loaded: the local broker posts to peers' inbound listeners with it. */
   meshTls?: MeshTls | undefined;
+  /** Aborted when the sidecar stops during start-up. */
+  signal?: AbortSignal | undefined;
 }
 
 /** Broker factories keyed by `broker.kind`. */
 export const BROKERS: Record<Config["broker"]["kind"], (deps: BrokerDeps) => Promise<Broker>> = {
   local: async ({ config, view, log, meshTls }) => new LocalBroker(view, log, { meshToken: config.mesh.token, tls: meshTls, service: config.service.name }),
   nats: async ({ config, log, nats }) => NatsBroker.open(await nats(), { maxAge: config.broker.streamMaxAge, replicas: config.broker.streamReplicas }, log),
+  // Loaded only when configured: sidecars on another broker do not load amqplib.
+  rabbitmq: async ({ config, log, signal }) => {
+    const { RabbitBroker } = await import("./rabbitmq.js");
+    const { tls, ...rabbitmq } = config.rabbitmq;
+    return RabbitBroker.open({ ...rabbitmq, tls: tls ? loadTls(tls, "rabbitmq.tls") : undefined }, log, signal);
+  },
 };
 
 export function createBroker(deps: BrokerDeps): Promise<Broker> {

@@ -111,7 +111,8 @@ function describeIssue(issue: z.core.$ZodIssue, merged: Obj, originOf: (p: strin
     });
   }
   const value = getPath(merged, issue.path);
-  const secret = /token|password/i.test(String(issue.path.at(-1) ?? ""));
+  // A URL may carry credentials (amqp://user:password@host): shown no more than a password.
+  const secret = /token|password|url/i.test(String(issue.path.at(-1) ?? ""));
   if (value === undefined) return [`${originOf(at)}: ${at}: required key is missing (${issue.message.replace(/, received undefined$/, "")})`];
   return [`${originOf(at)}: ${at}: got ${secret ? "(a value, hidden: it is a secret)" : show(value)}: ${issue.message}`];
 }
@@ -124,7 +125,10 @@ function resolve(parsed: ParsedConfig, cwd: string): Config {
   const config: Config = {
     ...parsed,
     registry: { ...parsed.registry, kind, dir },
-    broker: { ...parsed.broker, kind: parsed.broker.kind ?? (parsed.nats ? "nats" : "local") },
+    broker: { ...parsed.broker, kind: parsed.broker.kind ?? (parsed.rabbitmq ? "rabbitmq" : parsed.nats ? "nats" : "local") },
+    rabbitmq: parsed.rabbitmq
+      ? { ...parsed.rabbitmq, tls: resolvePaths(parsed.rabbitmq.tls, cwd) }
+      : { url: DEFAULTS.rabbitmqUrl, exchange: DEFAULTS.rabbitmqExchange, queueType: "classic" as const },
     inbound: {
       host: parsed.inbound.host ?? (local ? DEFAULTS.inboundHostLocal : DEFAULTS.inboundHostNats),
       port: parsed.inbound.port ?? (local ? DEFAULTS.inboundPortLocal : DEFAULTS.inboundPortNats),
@@ -238,6 +242,8 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
       if (https.length > 0 && etcd.tls?.ca === undefined) problems.push(`${originOf("etcd.endpoints")}: etcd.endpoints: https:// endpoints need etcd.tls.ca (the CA that signed the etcd servers' certificates)`);
       if (https.length === 0 && etcd.tls !== undefined) problems.push(`${originOf("etcd.tls")}: etcd.tls: expected https:// endpoints with TLS settings`);
     }
+    const rabbit = result.data.rabbitmq;
+    if (rabbit?.tls && rabbit.url.startsWith("amqp://")) problems.push(`${originOf("rabbitmq.tls")}: rabbitmq.tls: expected an amqps:// rabbitmq.url with TLS settings`);
     if (result.data.registry.kind === "etcd" && result.data.transport.kind === "nats" && !result.data.nats) {
       problems.push(`${originOf("transport.kind")}: transport.kind: got 'nats': expected a nats section as well (the etcd registry does not carry calls)`);
     }
@@ -250,7 +256,7 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
   }
   if (problems.length > 0 || !result.success) throw new ConfigError(problems);
   const config = resolve(result.data, cwd);
-  for (const [at, files] of [["mesh.tls", config.mesh.tls], ["nats.tls", config.nats.tls], ["etcd.tls", config.etcd.tls]] as const) {
+  for (const [at, files] of [["mesh.tls", config.mesh.tls], ["nats.tls", config.nats.tls], ["etcd.tls", config.etcd.tls], ["rabbitmq.tls", config.rabbitmq.tls]] as const) {
     if (files) for (const p of readTls(files, at).problems) problems.push(`${originOf(p.slice(0, p.indexOf(":")))}: ${p}`);
   }
   if (config.nats.credentials !== undefined && !readable(config.nats.credentials)) {

@@ -24,6 +24,8 @@ export const DEFAULTS = {
   natsServers: ["nats://127.0.0.1:4222"],
   etcdEndpoints: ["http://127.0.0.1:2379"],
   etcdPrefix: "/sidecar/registry/",
+  rabbitmqUrl: "amqp://127.0.0.1:5672",
+  rabbitmqExchange: "sidecar",
   callTimeout: 5_000,
   hashHeader: "x-sidecar-hash-key",
   consecutiveFailures: 3,
@@ -216,10 +218,22 @@ export const configSchema = z.strictObject({
       prefix: z.string().regex(/^\/[\x21-\x7e]*\/$/, "expected a key prefix that starts and ends with '/', without spaces").default(DEFAULTS.etcdPrefix),
     })
     .optional(),
+  /** The RabbitMQ broker (broker.kind: rabbitmq): a topic exchange, a queue per subscription and queue group. */
+  rabbitmq: z
+    .strictObject({
+      /** amqp:// or amqps://; credentials in it are secrets (never shown). */
+      url: z.string().regex(/^amqps?:\/\/[^\s]+$/, "expected an amqp:// or amqps:// URL, e.g. amqp://user:password@rabbitmq:5672").default(DEFAULTS.rabbitmqUrl),
+      exchange: z.string().regex(/^[A-Za-z0-9_.:-]{1,127}$/, "expected an exchange name of letters, digits, '_', '.', ':' and '-'").default(DEFAULTS.rabbitmqExchange),
+      /** Durable subscriptions' queues: classic (one node) or quorum (replicated; for a cluster). */
+      queueType: z.enum(["classic", "quorum"]).default("classic"),
+      /** TLS for amqps://: `ca` to verify the server, `cert` and `key` when it requires a client certificate. */
+      tls: z.strictObject({ ca: file.optional(), cert: file.optional(), key: file.optional() }).optional(),
+    })
+    .optional(),
   broker: z
     .strictObject({
-      /** Default: nats when a `nats` section is given, else local. */
-      kind: z.enum(["local", "nats"]).optional(),
+      /** Default: rabbitmq when a `rabbitmq` section is given, else nats when a `nats` section is, else local. */
+      kind: z.enum(["local", "nats", "rabbitmq"]).optional(),
       /** How long streams the sidecar creates keep messages. */
       streamMaxAge: positiveDuration("broker.streamMaxAge").default(DEFAULTS.streamMaxAge),
       streamReplicas: z.union([z.literal(1), z.literal(3), z.literal(5)], { error: "expected 1, 3 or 5" }).default(1),
@@ -276,8 +290,9 @@ export type ParsedConfig = z.output<typeof configSchema>;
 /** The resolved, frozen config every component receives. */
 export type SubscriptionConfig = z.output<typeof subscriptionSchema>;
 
-export type Config = Omit<ParsedConfig, "registry" | "inbound" | "nats" | "broker" | "etcd"> & {
-  broker: Omit<ParsedConfig["broker"], "kind"> & { kind: "local" | "nats" };
+export type Config = Omit<ParsedConfig, "registry" | "inbound" | "nats" | "broker" | "etcd" | "rabbitmq"> & {
+  broker: Omit<ParsedConfig["broker"], "kind"> & { kind: "local" | "nats" | "rabbitmq" };
+  rabbitmq: NonNullable<ParsedConfig["rabbitmq"]>;
   registry: Omit<ParsedConfig["registry"], "kind" | "dir"> & { kind: "local" | "nats" | "etcd"; dir: string };
   etcd: NonNullable<ParsedConfig["etcd"]>;
   inbound: { host: string; port: number; advertise: string | undefined; allow: string[] | undefined };
