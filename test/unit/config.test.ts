@@ -94,6 +94,20 @@ describe("loadConfig", () => {
     assert.ok(r.some((l) => /transport\.kind: got 'nats': expected a nats section as well/.test(l)), r.join("\n"));
   });
 
+  it("a rabbitmq section selects the RabbitMQ broker; its URL is checked and, carrying credentials, never shown", () => {
+    const base = ["service.name=g", "app.port=1"];
+    const { config } = loadConfig({ set: [...base, "rabbitmq.url=amqp://u:p@rabbit:5672", "rabbitmq.queueType=quorum"], env: {}, cwd: dir });
+    assert.equal(config.broker.kind, "rabbitmq");
+    assert.deepEqual([config.rabbitmq.exchange, config.rabbitmq.queueType], ["sidecar", "quorum"]);
+    assert.equal(loadConfig({ set: [...base, "broker.kind=rabbitmq"], env: {}, cwd: dir }).config.rabbitmq.url, "amqp://127.0.0.1:5672");
+    const p = problems(() => loadConfig({ set: [...base, "rabbitmq.url=http://user:hunter2-secret@rabbit", "rabbitmq.queueType=mirrored"], env: {}, cwd: dir }));
+    assert.ok(p.some((l) => /rabbitmq\.url: got \(a value, hidden: it is a secret\): expected an amqp:\/\/ or amqps:\/\/ URL/.test(l)), p.join("\n"));
+    assert.ok(p.some((l) => /rabbitmq\.queueType: got "mirrored"/.test(l)), p.join("\n"));
+    assert.ok(!p.join("\n").includes("hunter2"));
+    const q = problems(() => loadConfig({ set: [...base, "rabbitmq.url=amqp://rabbit", `rabbitmq.tls.ca=${path.join(dir, "nope.pem")}`], env: {}, cwd: dir }));
+    assert.ok(q.some((l) => /rabbitmq\.tls: expected an amqps:\/\/ rabbitmq\.url/.test(l)), q.join("\n"));
+  });
+
   it("environment overrides the file and --set overrides the environment", () => {
     const f = file("layers.yaml", "service: { name: greeter }\napp: { port: 5000 }\n");
     const { config } = loadConfig({
