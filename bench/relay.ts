@@ -1,14 +1,16 @@
 /**
  * The subscription relay: messages published to NATS, delivered by a sidecar to an app that
- * answers 204 at once, with 1 and 64 deliveries in flight, for core NATS and JetStream.
- * A real nats-server (Debian's) on loopback; every run is bounded by its message count.
+ * answers 204 at once, with 1 and 64 deliveries in flight, for core NATS, JetStream and RabbitMQ.
+ * Real servers (Debian's nats-server and rabbitmq-server) on loopback; every run is bounded by its message count.
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { connect } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import amqp from "amqplib";
 import { NatsServer } from "../test/support/nats.js";
+import { RabbitServer } from "../test/support/rabbitmq.js";
 import { cpuSeconds, startPrinting, startSidecar } from "./lib.js";
 
 const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 10_000);
@@ -128,6 +130,42 @@ async function runFloor(nats: NatsServer, durable: boolean, inFlight: number): P
   }
 }
 
+/**
+ * RabbitMQ, as JetStream: the sidecar declares its durable queue and stops, the messages are
+ * published (persistent, confirmed) into the queue, then the sidecar starts and the clock runs
+ * from its subscription to the last delivery. The broker column is RabbitMQ's Erlang VM.
+ */
+async function runRabbit(rabbit: RabbitServer, inFlight: number, tmp: string): Promise<RelayResult> {
+  const app = await startPrinting("bench/count-app.mjs", []);
+  const topic = `bench.amqp.m${inFlight}`;
+  const settings = [
+    `service.name=relay-amqp-${inFlight}`, `app.port=${app.port}`, "app.health.path=/health", "api.port=0", "inbound.host=127.0.0.1", "inbound.port=0",
+    "broker.kind=rabbitmq", `rabbitmq.url=${rabbit.url}`, `registry.dir=${tmp}`, `subscriptions=${JSON.stringify([{ topic, path: "/in", durable: true, maxInFlight: inFlight }])}`,
+  ];
+  let sidecar = await startSidecar(settings, "subscribed");
+  const model = await amqp.connect(rabbit.url);
+  try {
+    sidecar.proc.kill("SIGTERM");
+    await new Promise((r) => sidecar.proc.once("exit", r));
+    const channel = await model.createConfirmChannel();
+    const body = Buffer.from(JSON.stringify({ hello: "world" }));
+    for (let i = 0; i < MESSAGES; i += 200) {
+      for (let j = i; j < Math.min(i + 200, MESSAGES); j++) channel.publish("sidecar", topic, body, { persistent: true, contentType: "application/json" });
+      await channel.waitForConfirms();
+    }
+    sidecar = await startSidecar(settings, "subscribed");
+    const meter = cpuMeter(sidecar.proc.pid!, rabbit.vmPid!, app.proc.pid!);
+    const t0 = Date.now();
+    const c = await waitForCount(app.port, MESSAGES);
+    const seconds = (c.last - t0) / 1000;
+    return { name: "RabbitMQ (durable: true)", inFlight, rate: MESSAGES / seconds, seconds, cpu: meter() };
+  } finally {
+    await model.close().catch(() => undefined);
+    sidecar.proc.kill("SIGTERM");
+    app.proc.kill("SIGTERM");
+  }
+}
+
 export async function relayBench(): Promise<string[]> {
   const nats = await NatsServer.start();
   const tmp = mkdtempSync(path.join(os.tmpdir(), "sidecar-bench-relay-"));
@@ -137,6 +175,12 @@ export async function relayBench(): Promise<string[]> {
       for (const inFlight of [1, 64]) results.push(await runCase(nats, durable, inFlight, tmp));
       for (const inFlight of [1, 64]) results.push(await runFloor(nats, durable, inFlight));
     }
+    const rabbit = await RabbitServer.start();
+    try {
+      for (const inFlight of [1, 64]) results.push(await runRabbit(rabbit, inFlight, tmp));
+    } finally {
+      await rabbit.stop();
+    }
   } finally {
     await nats.stop();
     rmSync(tmp, { recursive: true, force: true });
@@ -144,15 +188,16 @@ export async function relayBench(): Promise<string[]> {
   const lines = [
     `## Subscription relay (${MESSAGES} messages, app answers 204 at once)`,
     "",
-    "Core NATS: published in one burst while the sidecar is subscribed; the rate counts from the first publish to the last delivery. JetStream: stored first, then the sidecar starts; the rate counts from its subscription to the last delivery (the relay alone).",
+    "Core NATS: published in one burst while the sidecar is subscribed; the rate counts from the first publish to the last delivery. JetStream and RabbitMQ: stored first, then the sidecar starts; the rate counts from its subscription to the last delivery (the relay alone). RabbitMQ has no minimal relay of its own: its ÷ floor is against the JetStream floor.",
     "",
-    "| relay | in flight | messages/s | vs 1 in flight | ÷ floor | seconds | CPU µs/message: relay | nats-server | app | all three |",
+    "| relay | in flight | messages/s | vs 1 in flight | ÷ floor | seconds | CPU µs/message: relay | broker server | app | all three |",
     "|---|---|---|---|---|---|---|---|---|---|",
   ];
   for (const r of results) {
     const one = results.find((x) => x.name === r.name && x.inFlight === 1)!;
     const isFloor = r.name.startsWith("floor");
-    const floor = results.find((x) => x.name.startsWith("floor") && x.inFlight === r.inFlight && x.name.includes(r.name.includes("JetStream") ? "JetStream" : "core"));
+    // RabbitMQ has no floor of its own: its ÷ floor column is against the JetStream floor (both durable, stored first).
+    const floor = results.find((x) => x.name.startsWith("floor") && x.inFlight === r.inFlight && x.name.includes(r.name.includes("core") ? "core" : "JetStream"));
     lines.push(`| ${r.name} | ${r.inFlight} | ${Math.round(r.rate)} | ${(r.rate / one.rate).toFixed(1)}× | ${isFloor || !floor ? "" : (r.rate / floor.rate).toFixed(2)} | ${r.seconds.toFixed(2)} | ${Math.round(r.cpu.relay)} | ${Math.round(r.cpu.nats)} | ${Math.round(r.cpu.app)} | ${Math.round(r.cpu.relay + r.cpu.nats + r.cpu.app)} |`);
   }
   const at = (kind: string, n: number) => results.find((x) => !x.name.startsWith("floor") && x.name.includes(kind) && x.inFlight === n)!;

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { freePort } from "./ports.js";
@@ -37,6 +37,23 @@ export class RabbitServer {
 
   get pid(): number | undefined {
     return this.#proc?.pid;
+  }
+
+  /** The Erlang VM's process id (the script's child, in its process group): benchmarks read its CPU time. */
+  get vmPid(): number | undefined {
+    const group = this.#proc?.pid;
+    if (group === undefined) return undefined;
+    for (const entry of readdirSync("/proc")) {
+      if (!/^\d+$/.test(entry)) continue;
+      try {
+        const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+        const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+        if (Number(fields[2]) === group && stat.includes("(beam.smp)")) return Number(entry);
+      } catch {
+        // gone meanwhile
+      }
+    }
+    return undefined;
   }
 
   async #spawn(): Promise<void> {
