@@ -199,7 +199,7 @@ export class Sidecar implements Component {
       metrics.forget(service);
     });
 
-    const broker = (this.#broker = await createBroker({ config, log: log.child({ component: "broker" }), view, nats: () => this.#natsClient(), meshTls }));
+    const broker = (this.#broker = await createBroker({ config, log: log.child({ component: "broker" }), view, nats: () => this.#natsClient(), meshTls, signal: this.#stop.signal }));
     this.#components.push("broker", broker);
     this.#relay = new Relay({ app: config.app, service: config.service.name, appToken: config.app.token, log: log.child({ component: "relay" }), broker: () => broker, traffic: deliveryTraffic });
     this.#components.push("relay", this.#relay);

@@ -5,6 +5,7 @@ import type { RegistryView } from "../registry/view.js";
 import type { MeshTls } from "../tls/mesh.js";
 import { LocalBroker } from "./local.js";
 import { NatsBroker } from "./nats.js";
+import { loadTls } from "../tls/files.js";
 import type { Broker } from "./types.js";
 
 export type { ActiveSubscription, Broker, Delivery, Outcome, SubscriptionSpec } from "./types.js";
@@ -16,12 +17,20 @@ export interface BrokerDeps {
   nats: () => Promise<NatsClient>;
   /** mesh.tls, loaded: the local broker posts to peers' inbound listeners with it. */
   meshTls?: MeshTls | undefined;
+  /** Aborted when the sidecar stops during start-up (a broker waiting for its server gives up). */
+  signal?: AbortSignal | undefined;
 }
 
 /** Broker factories keyed by `broker.kind`. */
 export const BROKERS: Record<Config["broker"]["kind"], (deps: BrokerDeps) => Promise<Broker>> = {
   local: async ({ config, view, log, meshTls }) => new LocalBroker(view, log, { meshToken: config.mesh.token, tls: meshTls, service: config.service.name }),
   nats: async ({ config, log, nats }) => NatsBroker.open(await nats(), { maxAge: config.broker.streamMaxAge, replicas: config.broker.streamReplicas }, log),
+  // Loaded only when configured: a NATS or local sidecar does not load ioredis.
+  redis: async ({ config, log, signal }) => {
+    const { RedisBroker } = await import("./redis/broker.js");
+    const { tls, ...redis } = config.redis;
+    return RedisBroker.open({ ...redis, tls: tls ? loadTls(tls, "redis.tls") : undefined, service: config.service.name }, log, signal);
+  },
 };
 
 export function createBroker(deps: BrokerDeps): Promise<Broker> {
