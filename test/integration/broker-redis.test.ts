@@ -8,6 +8,7 @@ import { loadConfig } from "../../src/config/index.js";
 import { SidecarError } from "../../src/errors.js";
 import { createLogger, silentLogger, type Logger } from "../../src/log.js";
 import type { RegistryView } from "../../src/registry/index.js";
+import { TestCa } from "../support/certs.js";
 import { RedisServer } from "../support/redis.js";
 import { waitFor } from "../support/sidecar.js";
 
@@ -188,6 +189,25 @@ describe("the Redis Streams broker", () => {
       assert.doesNotMatch(text, /not-the-password/);
     } finally {
       await secured.stop();
+    }
+  });
+
+  it("rediss:// with redis.tls: the server verified against redis.tls.ca, this sidecar by its client certificate", async () => {
+    const ca = TestCa.create("redis-ca");
+    const server = ca.issue("redis-server");
+    const client = ca.issue("rb");
+    const secured = await RedisServer.start({ tls: { ...server, ca: ca.cert } });
+    try {
+      const b = await open([`redis.tls.ca=${ca.cert}`, `redis.tls.cert=${client.cert}`, `redis.tls.key=${client.key}`], silentLogger(), secured.url);
+      const { got, deliver } = collect();
+      const sub = await b.subscribe(spec({ topic: "rb.tls" }), deliver);
+      await b.publish("rb.tls", Buffer.from(JSON.stringify({ n: 1 })), {});
+      await waitFor(() => got.length === 1, "the message over TLS");
+      await sub.stop(1_000);
+      await b.close();
+    } finally {
+      await secured.stop();
+      ca.remove();
     }
   });
 
