@@ -5,7 +5,7 @@ import type { Logger } from "../../log.js";
 import type { TlsMaterial } from "../../tls/files.js";
 import type { ActiveSubscription, Broker, BrokerStatus, DeliverFn, PublishResult, SubscriptionSpec } from "../types.js";
 import { encodeEntry } from "./entries.js";
-import { RedisSubscription } from "./subscription.js";
+import { BLOCK_MS, RedisSubscription } from "./subscription.js";
 import { checkTopic, streamKey } from "./topics.js";
 
 export interface RedisBrokerOptions {
@@ -48,6 +48,9 @@ export function connectionOptions(o: RedisBrokerOptions): { options: RedisOption
     maxRetriesPerRequest: 0,
     autoResendUnfulfilledCommands: false,
     retryStrategy,
+    // A connection that went silent (a network partition: no reset, no close) is dropped and
+    // dialled again once a command has waited this long, instead of after TCP keep-alive's minutes.
+    socketTimeout: 10_000,
   };
   return { options, endpoint: `${url.hostname}:${port}` };
 }
@@ -119,7 +122,8 @@ export class RedisBroker implements Broker {
     if (this.#closed) throw closedError("redis broker");
     checkTopic(spec.topic);
     const claimIdle = this.o.claimIdle ?? Math.max(30_000, 2 * spec.timeout + spec.retry.max);
-    const reader = this.main.duplicate({ connectionName: `sidecar-${this.o.service}-read` });
+    // A blocking read answers within BLOCK_MS: silence past it means the connection is gone.
+    const reader = this.main.duplicate({ connectionName: `sidecar-${this.o.service}-read`, socketTimeout: BLOCK_MS + 10_000 });
     reader.on("error", () => undefined); // reported by the read loop, which retries
     const sub = new RedisSubscription(spec, deliver, {
       main: this.main, reader, key: streamKey(this.o.prefix, spec.topic), consumer: this.#consumer, claimIdle, log: this.log,

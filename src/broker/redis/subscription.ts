@@ -6,7 +6,7 @@ import { autoclaimReply, decodeEntry, deliveryCounts, readReply, type Entry, typ
 import { groupName } from "./topics.js";
 
 /** One blocking read waits this long for new entries (pause and stop cut it short with CLIENT UNBLOCK). */
-const BLOCK_MS = 5_000;
+export const BLOCK_MS = 5_000;
 /** Consumers with nothing pending and idle this long are removed from the group (every restart adds one). */
 const REAP_IDLE_MS = 3_600_000;
 const REAP_EVERY_MS = 60_000;
