@@ -14,6 +14,8 @@ command -v promtool >/dev/null 2>&1 || lean+=(prometheus)
 if ! command -v nats-server >/dev/null 2>&1 && [ -z "${NATS_SERVER_BIN:-}" ]; then missing+=(nats-server); fi
 if ! command -v etcd >/dev/null 2>&1 && [ -z "${ETCD_BIN:-}" ]; then missing+=(etcd-server); fi
 if [ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ] && [ -z "${RABBITMQ_SERVER_BIN:-}" ]; then missing+=(rabbitmq-server); fi
+# redis-server: the Redis broker's tests (test/support/redis.ts runs /usr/bin/redis-server).
+if ! [ -x /usr/bin/redis-server ] && [ -z "${REDIS_SERVER_BIN:-}" ]; then missing+=(redis-server); fi
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 [ -x "${CHROMIUM_BIN:-/usr/bin/chromium}" ] || missing+=(chromium)
 if [ $((${#missing[@]} + ${#lean[@]})) -gt 0 ]; then

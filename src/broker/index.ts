@@ -17,7 +17,7 @@ export interface BrokerDeps {
   nats: () => Promise<NatsClient>;
   /** mesh.tls, loaded: the local broker posts to peers' inbound listeners with it. */
   meshTls?: MeshTls | undefined;
-  /** Aborted when the sidecar stops during start-up. */
+  /** Aborted when the sidecar stops during start-up (a broker waiting for its server gives up). */
   signal?: AbortSignal | undefined;
 }
 
@@ -30,6 +30,12 @@ export const BROKERS: Record<Config["broker"]["kind"], (deps: BrokerDeps) => Pro
     const { RabbitBroker } = await import("./rabbitmq.js");
     const { tls, ...rabbitmq } = config.rabbitmq;
     return RabbitBroker.open({ ...rabbitmq, tls: tls ? loadTls(tls, "rabbitmq.tls") : undefined }, log, signal);
+  },
+  // Loaded only when configured: a NATS or local sidecar does not load ioredis.
+  redis: async ({ config, log, signal }) => {
+    const { RedisBroker } = await import("./redis/broker.js");
+    const { tls, ...redis } = config.redis;
+    return RedisBroker.open({ ...redis, tls: tls ? loadTls(tls, "redis.tls") : undefined, service: config.service.name }, log, signal);
   },
 };
 

@@ -6,6 +6,8 @@ import type { z } from "zod";
 import { show } from "../names.js";
 import { envPath, keyTree, nodeAt, type KeyNode } from "./keys.js";
 import { readTls } from "../tls/files.js";
+import { isValidSubject } from "../subjects.js";
+import { REDIS_NO_WILDCARDS } from "../broker/redis/topics.js";
 import { configSchema, DEFAULTS, type Config, type ParsedConfig } from "./schema.js";
 
 /** Every problem found in the config, reported together; the CLI prints them and exits non-zero. */
@@ -111,10 +113,11 @@ function describeIssue(issue: z.core.$ZodIssue, merged: Obj, originOf: (p: strin
     });
   }
   const value = getPath(merged, issue.path);
-  // A URL may carry credentials (amqp://user:password@host): shown no more than a password.
-  const secret = /token|password|url/i.test(String(issue.path.at(-1) ?? ""));
+  const secret = /token|password/i.test(String(issue.path.at(-1) ?? ""));
   if (value === undefined) return [`${originOf(at)}: ${at}: required key is missing (${issue.message.replace(/, received undefined$/, "")})`];
-  return [`${originOf(at)}: ${at}: got ${secret ? "(a value, hidden: it is a secret)" : show(value)}: ${issue.message}`];
+  // A URL may carry a password (redis.url, rabbitmq.url): show the rest of it.
+  const shown = typeof value === "string" ? value.replace(/^([a-z]+:\/\/[^:@/]*:)[^@/]*@/i, "$1(hidden)@") : value;
+  return [`${originOf(at)}: ${at}: got ${secret ? "(a value, hidden: it is a secret)" : show(shown)}: ${issue.message}`];
 }
 
 /** Fill in the defaults that depend on other keys, and freeze. */
@@ -125,7 +128,7 @@ function resolve(parsed: ParsedConfig, cwd: string): Config {
   const config: Config = {
     ...parsed,
     registry: { ...parsed.registry, kind, dir },
-    broker: { ...parsed.broker, kind: parsed.broker.kind ?? (parsed.rabbitmq ? "rabbitmq" : parsed.nats ? "nats" : "local") },
+    broker: { ...parsed.broker, kind: parsed.broker.kind ?? (parsed.rabbitmq ? "rabbitmq" : parsed.redis ? "redis" : parsed.nats ? "nats" : "local") },
     rabbitmq: parsed.rabbitmq
       ? { ...parsed.rabbitmq, tls: resolvePaths(parsed.rabbitmq.tls, cwd) }
       : { url: DEFAULTS.rabbitmqUrl, exchange: DEFAULTS.rabbitmqExchange, queueType: "classic" as const },
@@ -140,8 +143,18 @@ function resolve(parsed: ParsedConfig, cwd: string): Config {
       ? { ...parsed.nats, tls: resolvePaths(parsed.nats.tls, cwd), ...(parsed.nats.credentials ? { credentials: path.resolve(cwd, parsed.nats.credentials) } : {}) }
       : { servers: [...DEFAULTS.natsServers] },
     etcd: parsed.etcd ? { ...parsed.etcd, tls: resolvePaths(parsed.etcd.tls, cwd) } : { endpoints: [...DEFAULTS.etcdEndpoints], prefix: DEFAULTS.etcdPrefix },
+    redis: resolveRedis(parsed.redis, cwd),
   };
   return deepFreeze(config);
+}
+
+/** The redis section with its defaults; a password given in the URL is moved out of it, so the URL can be shown. */
+function resolveRedis(redis: ParsedConfig["redis"], cwd: string): Config["redis"] {
+  if (!redis) return { url: DEFAULTS.redisUrl, prefix: DEFAULTS.redisPrefix, maxLen: DEFAULTS.redisMaxLen };
+  const url = new URL(redis.url);
+  const password = url.password ? decodeURIComponent(url.password) : redis.password;
+  url.password = "";
+  return { ...redis, url: url.toString(), password, tls: resolvePaths(redis.tls, cwd) };
 }
 
 function readable(file: string): boolean {
@@ -247,8 +260,18 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
     if (result.data.registry.kind === "etcd" && result.data.transport.kind === "nats" && !result.data.nats) {
       problems.push(`${originOf("transport.kind")}: transport.kind: got 'nats': expected a nats section as well (the etcd registry does not carry calls)`);
     }
+    const redis = result.data.redis;
+    if (redis) {
+      const url = new URL(redis.url);
+      if (url.password && redis.password !== undefined) problems.push(`${originOf("redis.password")}: redis.password: expected the password once: in redis.url or in redis.password, not both`);
+      if (url.protocol === "redis:" && redis.tls !== undefined) problems.push(`${originOf("redis.tls")}: redis.tls: expected a rediss:// URL with TLS settings (redis.url is redis://)`);
+    }
+    const brokerKind = result.data.broker.kind ?? (result.data.rabbitmq ? "rabbitmq" : redis ? "redis" : result.data.nats ? "nats" : "local");
     const seen = new Set<string>();
     result.data.subscriptions.forEach((s, i) => {
+      if (brokerKind === "redis" && !isValidSubject(s.topic, false)) {
+        problems.push(`${originOf(`subscriptions.${i}`)}: subscriptions.${i}.topic: got ${show(s.topic)}: ${REDIS_NO_WILDCARDS}`);
+      }
       const name = s.name ?? s.topic;
       if (seen.has(name)) problems.push(`${originOf(`subscriptions.${i}`)}: subscriptions.${i}.name: got ${show(name)}: expected a name unique among the subscriptions (set name: to tell them apart)`);
       seen.add(name);
@@ -256,7 +279,7 @@ export function loadConfig(options: LoadOptions = {}): LoadedConfig {
   }
   if (problems.length > 0 || !result.success) throw new ConfigError(problems);
   const config = resolve(result.data, cwd);
-  for (const [at, files] of [["mesh.tls", config.mesh.tls], ["nats.tls", config.nats.tls], ["etcd.tls", config.etcd.tls], ["rabbitmq.tls", config.rabbitmq.tls]] as const) {
+  for (const [at, files] of [["mesh.tls", config.mesh.tls], ["nats.tls", config.nats.tls], ["etcd.tls", config.etcd.tls], ["rabbitmq.tls", config.rabbitmq.tls], ["redis.tls", config.redis.tls]] as const) {
     if (files) for (const p of readTls(files, at).problems) problems.push(`${originOf(p.slice(0, p.indexOf(":")))}: ${p}`);
   }
   if (config.nats.credentials !== undefined && !readable(config.nats.credentials)) {

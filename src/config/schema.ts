@@ -26,6 +26,10 @@ export const DEFAULTS = {
   etcdPrefix: "/sidecar/registry/",
   rabbitmqUrl: "amqp://127.0.0.1:5672",
   rabbitmqExchange: "sidecar",
+  redisUrl: "redis://127.0.0.1:6379",
+  redisPrefix: "sidecar:",
+  /** Entries a stream keeps (XADD MAXLEN ~): about 100 MB at 1 KiB a message. */
+  redisMaxLen: 100_000,
   callTimeout: 5_000,
   hashHeader: "x-sidecar-hash-key",
   consecutiveFailures: 3,
@@ -230,10 +234,26 @@ export const configSchema = z.strictObject({
       tls: z.strictObject({ ca: file.optional(), cert: file.optional(), key: file.optional() }).optional(),
     })
     .optional(),
+  /** The Redis Streams broker (broker.kind: redis). */
+  redis: z
+    .strictObject({
+      /** `redis://[user[:password]@]host[:port][/db]`, or `rediss://` for TLS. A password here is moved to `password` (never logged). */
+      url: z.string().refine(isRedisUrl, "expected a redis:// or rediss:// URL with a host, e.g. redis://127.0.0.1:6379 (optionally /<db>)").default(DEFAULTS.redisUrl),
+      password: z.string().optional(),
+      /** TLS to Redis (rediss:// URLs): `ca` to verify the server (default: the system CAs), `cert` and `key` for a client certificate. */
+      tls: z.strictObject({ ca: file.optional(), cert: file.optional(), key: file.optional() }).optional(),
+      /** Every topic is the stream `<prefix><topic>`. */
+      prefix: z.string().regex(/^[\x21-\x7e]{0,64}$/, "expected a key prefix of at most 64 printable characters, without spaces").default(DEFAULTS.redisPrefix),
+      /** Entries each stream keeps, about (XADD MAXLEN ~): older ones are trimmed, delivered or not. */
+      maxLen: count(1).default(DEFAULTS.redisMaxLen),
+      /** How long an entry stays pending with a consumer before another claims it (XAUTOCLAIM). Default per subscription: max(30s, 2 × timeout + retry.max). */
+      claimIdle: positiveDuration("redis.claimIdle").optional(),
+    })
+    .optional(),
   broker: z
     .strictObject({
-      /** Default: rabbitmq when a `rabbitmq` section is given, else nats when a `nats` section is, else local. */
-      kind: z.enum(["local", "nats", "rabbitmq"]).optional(),
+      /** Default: rabbitmq when a `rabbitmq` section is given, else redis when a `redis` section is, else nats when a `nats` section is, else local. */
+      kind: z.enum(["local", "nats", "rabbitmq", "redis"]).optional(),
       /** How long streams the sidecar creates keep messages. */
       streamMaxAge: positiveDuration("broker.streamMaxAge").default(DEFAULTS.streamMaxAge),
       streamReplicas: z.union([z.literal(1), z.literal(3), z.literal(5)], { error: "expected 1, 3 or 5" }).default(1),
@@ -290,11 +310,23 @@ export type ParsedConfig = z.output<typeof configSchema>;
 /** The resolved, frozen config every component receives. */
 export type SubscriptionConfig = z.output<typeof subscriptionSchema>;
 
-export type Config = Omit<ParsedConfig, "registry" | "inbound" | "nats" | "broker" | "etcd" | "rabbitmq"> & {
-  broker: Omit<ParsedConfig["broker"], "kind"> & { kind: "local" | "nats" | "rabbitmq" };
+export type Config = Omit<ParsedConfig, "registry" | "inbound" | "nats" | "broker" | "etcd" | "rabbitmq" | "redis"> & {
+  broker: Omit<ParsedConfig["broker"], "kind"> & { kind: "local" | "nats" | "rabbitmq" | "redis" };
   rabbitmq: NonNullable<ParsedConfig["rabbitmq"]>;
   registry: Omit<ParsedConfig["registry"], "kind" | "dir"> & { kind: "local" | "nats" | "etcd"; dir: string };
   etcd: NonNullable<ParsedConfig["etcd"]>;
   inbound: { host: string; port: number; advertise: string | undefined; allow: string[] | undefined };
   nats: NonNullable<ParsedConfig["nats"]>;
+  /** Resolved: `url` carries no password (it is in `password`). */
+  redis: NonNullable<ParsedConfig["redis"]>;
 };
+
+/** redis://host[:port][/db] (userinfo allowed) or rediss://: what the Redis broker can dial. */
+export function isRedisUrl(value: string): boolean {
+  try {
+    const u = new URL(value);
+    return (u.protocol === "redis:" || u.protocol === "rediss:") && u.hostname !== "" && /^(\/\d{0,2})?$/.test(u.pathname) && u.search === "" && u.hash === "";
+  } catch {
+    return false;
+  }
+}

@@ -101,11 +101,45 @@ describe("loadConfig", () => {
     assert.deepEqual([config.rabbitmq.exchange, config.rabbitmq.queueType], ["sidecar", "quorum"]);
     assert.equal(loadConfig({ set: [...base, "broker.kind=rabbitmq"], env: {}, cwd: dir }).config.rabbitmq.url, "amqp://127.0.0.1:5672");
     const p = problems(() => loadConfig({ set: [...base, "rabbitmq.url=http://user:hunter2-secret@rabbit", "rabbitmq.queueType=mirrored"], env: {}, cwd: dir }));
-    assert.ok(p.some((l) => /rabbitmq\.url: got \(a value, hidden: it is a secret\): expected an amqp:\/\/ or amqps:\/\/ URL/.test(l)), p.join("\n"));
+    assert.ok(p.some((l) => /rabbitmq\.url: got "http:\/\/user:\(hidden\)@rabbit": expected an amqp:\/\/ or amqps:\/\/ URL/.test(l)), p.join("\n"));
     assert.ok(p.some((l) => /rabbitmq\.queueType: got "mirrored"/.test(l)), p.join("\n"));
     assert.ok(!p.join("\n").includes("hunter2"));
     const q = problems(() => loadConfig({ set: [...base, "rabbitmq.url=amqp://rabbit", `rabbitmq.tls.ca=${path.join(dir, "nope.pem")}`], env: {}, cwd: dir }));
     assert.ok(q.some((l) => /rabbitmq\.tls: expected an amqps:\/\/ rabbitmq\.url/.test(l)), q.join("\n"));
+  });
+
+  it("a redis section selects the Redis broker (registry unchanged); its defaults; a password in the URL is moved out of it", () => {
+    const base = ["service.name=g", "app.port=1"];
+    assert.equal(loadConfig({ set: base, env: {}, cwd: dir }).config.broker.kind, "local", "no redis or nats section: the embedded broker");
+    const { config } = loadConfig({ file: file("redis.yaml", "service: { name: greeter }\napp: { port: 5000 }\nredis: {}\n"), env: {} });
+    assert.equal(config.broker.kind, "redis");
+    assert.equal(config.registry.kind, "local");
+    assert.deepEqual({ ...config.redis }, { url: "redis://127.0.0.1:6379", prefix: "sidecar:", maxLen: 100_000, password: undefined, tls: undefined });
+    const withNats = loadConfig({ set: [...base, "nats.servers=nats://n:4222", "redis.url=redis://r:6380/2"], env: {}, cwd: dir }).config;
+    assert.deepEqual([withNats.registry.kind, withNats.broker.kind], ["nats", "redis"], "a redis section beside nats: NATS for the registry, Redis for pub/sub");
+    assert.equal(loadConfig({ set: [...base, "redis.url=redis://r:6380", "broker.kind=nats"], env: {}, cwd: dir }).config.broker.kind, "nats", "broker.kind says otherwise");
+    const env = loadConfig({ set: base, env: { SIDECAR_REDIS_URL: "rediss://app:pa%40ss@r.example:6380/1", SIDECAR_REDIS_CLAIM_IDLE: "5s", SIDECAR_REDIS_MAX_LEN: "500" }, cwd: dir }).config;
+    assert.deepEqual([env.redis.url, env.redis.password, env.redis.claimIdle, env.redis.maxLen], ["rediss://app@r.example:6380/1", "pa@ss", 5_000, 500]);
+    assert.equal(loadConfig({ set: base, env: { SIDECAR_REDIS_PASSWORD: "from-env" }, cwd: dir }).config.redis.password, "from-env");
+  });
+
+  it("redis settings are checked: the URL (its password never shown), the password once, TLS with rediss://, no wildcard subscriptions", () => {
+    const base = ["service.name=g", "app.port=1"];
+    const p = problems(() => loadConfig({ set: [...base, "redis.url=http://:hunter2@r:6379", "redis.maxLen=0", "redis.prefix=a b"], env: {}, cwd: dir }));
+    assert.ok(p.some((l) => /redis\.url: got "http:\/\/:\(hidden\)@r:6379": expected a redis:\/\/ or rediss:\/\/ URL/.test(l)), p.join("\n"));
+    assert.ok(!p.some((l) => l.includes("hunter2")), p.join("\n"));
+    assert.ok(p.some((l) => /redis\.maxLen: got 0: expected an integer >= 1/.test(l)), p.join("\n"));
+    assert.ok(p.some((l) => /redis\.prefix: got "a b": expected a key prefix/.test(l)), p.join("\n"));
+    const q = problems(() => loadConfig({ set: [...base, "redis.url=redis://:pw@r:6379", "redis.password=other", `redis.tls.ca=${path.join(dir, "nope.pem")}`], env: {}, cwd: dir }));
+    assert.ok(q.some((l) => /redis\.password: expected the password once: in redis\.url or in redis\.password, not both/.test(l)), q.join("\n"));
+    assert.ok(q.some((l) => /redis\.tls: expected a rediss:\/\/ URL with TLS settings/.test(l)), q.join("\n"));
+    const t = problems(() => loadConfig({ set: [...base, "redis.url=rediss://r:6380", `redis.tls.ca=${path.join(dir, "nope.pem")}`], env: {}, cwd: dir }));
+    assert.ok(t.some((l) => /redis\.tls\.ca: cannot read '.*nope\.pem'/.test(l)), t.join("\n"));
+    const subs = 'subscriptions=[{"topic": "orders.*", "path": "/e"}, {"topic": "orders.created", "path": "/c"}, {"topic": "audit.>", "path": "/a"}]';
+    const w = problems(() => loadConfig({ set: [...base, "broker.kind=redis", subs], env: {}, cwd: dir }));
+    assert.deepEqual(w.map((l) => l.replace(/: Redis Streams has no subject wildcards.*/, "")), ['--set subscriptions: subscriptions.0.topic: got "orders.*"', '--set subscriptions: subscriptions.2.topic: got "audit.>"'], w.join("\n"));
+    assert.ok(w.every((l) => /Redis Streams has no subject wildcards/.test(l)));
+    assert.doesNotThrow(() => loadConfig({ set: [...base, subs], env: {}, cwd: dir }), "wildcards are fine on the other brokers");
   });
 
   it("environment overrides the file and --set overrides the environment", () => {

@@ -1,0 +1,104 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { freePort } from "./ports.js";
+
+const BINARY = process.env.REDIS_SERVER_BIN ?? "/usr/bin/redis-server";
+const READY = /Ready to accept connections/;
+
+/** The server's certificate and key, and the CA its clients' certificates must chain to. */
+export interface RedisTls {
+  cert: string;
+  key: string;
+  ca: string;
+}
+
+/**
+ * A real redis-server (Debian's package) for integration tests: bound to 127.0.0.1 on a random
+ * port, with a temporary directory removed on stop. The append-only file is on and fsynced at
+ * every write, so a kill -9 and restart() keep every entry Redis acknowledged.
+ */
+export class RedisServer {
+  #proc: ChildProcess | undefined;
+  #log = "";
+
+  private constructor(readonly dir: string, readonly port: number, private readonly extraArgs: string[], private readonly tls?: RedisTls) {}
+
+  /**
+   * `args`: more redis-server options, e.g. ["--requirepass", "secret"]. `tls`: TLS only (the port
+   * speaks TLS, `url` is rediss://), clients verified against `ca` (Redis's default).
+   */
+  static async start(options: { args?: string[]; tls?: RedisTls } = {}): Promise<RedisServer> {
+    const server = new RedisServer(mkdtempSync(path.join(os.tmpdir(), "sidecar-redis-")), await freePort(), options.args ?? [], options.tls);
+    await server.#spawn();
+    return server;
+  }
+
+  get url(): string {
+    return `${this.tls ? "rediss" : "redis"}://127.0.0.1:${this.port}`;
+  }
+
+  get pid(): number | undefined {
+    return this.#proc?.pid;
+  }
+
+  async #spawn(): Promise<void> {
+    const listen = this.tls
+      ? ["--port", "0", "--tls-port", String(this.port), "--tls-cert-file", this.tls.cert, "--tls-key-file", this.tls.key, "--tls-ca-cert-file", this.tls.ca]
+      : ["--port", String(this.port)];
+    const args = [
+      "--bind", "127.0.0.1", ...listen, "--dir", this.dir,
+      "--appendonly", "yes", "--appendfsync", "always", "--save", "",
+      "--daemonize", "no", "--logfile", "", "--protected-mode", "no",
+      ...this.extraArgs,
+    ];
+    const proc = spawn(BINARY, args, { stdio: ["ignore", "pipe", "pipe"] });
+    this.#proc = proc;
+    // A test file that times out or crashes must not leave its server running.
+    const reap = () => proc.kill("SIGKILL");
+    process.once("exit", reap);
+    proc.once("exit", () => process.off("exit", reap));
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`redis-server did not start within 10s:\n${this.#log.slice(-4000)}`)), 10_000);
+      const onData = (chunk: Buffer) => {
+        this.#log = (this.#log + chunk.toString()).slice(-65_536);
+        if (READY.test(this.#log)) {
+          clearTimeout(timer);
+          resolve();
+        }
+      };
+      proc.stdout!.on("data", onData);
+      proc.stderr!.on("data", onData);
+      proc.once("error", (err) => {
+        clearTimeout(timer);
+        reject(new Error(`cannot run ${BINARY} (install Debian's redis-server): ${err.message}`));
+      });
+      proc.once("exit", (code) => {
+        clearTimeout(timer);
+        reject(new Error(`redis-server exited with ${code}:\n${this.#log.slice(-4000)}`));
+      });
+    });
+  }
+
+  /** Kill the process with SIGKILL (the directory stays, so restart() keeps the data). */
+  async kill(): Promise<void> {
+    const proc = this.#proc;
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+    const exited = new Promise((r) => proc.once("exit", r));
+    proc.kill("SIGKILL");
+    await exited;
+  }
+
+  /** Start again on the same port and directory (the append-only file is replayed). */
+  async restart(): Promise<void> {
+    await this.kill();
+    this.#log = "";
+    await this.#spawn();
+  }
+
+  async stop(): Promise<void> {
+    await this.kill();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
