@@ -1,14 +1,18 @@
 /**
  * The subscription relay: messages published to NATS, delivered by a sidecar to an app that
- * answers 204 at once, with 1 and 64 deliveries in flight, for core NATS, JetStream and RabbitMQ.
- * Real servers (Debian's nats-server and rabbitmq-server) on loopback; every run is bounded by its message count.
+ * answers 204 at once, with 1 and 64 deliveries in flight, for core NATS, JetStream, RabbitMQ and Redis Streams.
+ * Real servers (Debian's nats-server, rabbitmq-server and redis-server) on loopback; every run is bounded by its message count.
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { connect } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { randomUUID } from "node:crypto";
 import amqp from "amqplib";
+import { Redis } from "ioredis";
+import { encodeEntry } from "../src/broker/redis/entries.js";
+import { RedisServer } from "../test/support/redis.js";
 import { NatsServer } from "../test/support/nats.js";
 import { RabbitServer } from "../test/support/rabbitmq.js";
 import { cpuSeconds, startPrinting, startSidecar } from "./lib.js";
@@ -166,6 +170,39 @@ async function runRabbit(rabbit: RabbitServer, inFlight: number, tmp: string): P
   }
 }
 
+/** Redis Streams, as RabbitMQ: the group is made by a first start, the entries added, then the clock runs from the second start. */
+async function runRedis(redis: RedisServer, inFlight: number, tmp: string): Promise<RelayResult> {
+  const app = await startPrinting("bench/count-app.mjs", []);
+  const topic = `bench.redis.m${inFlight}`;
+  const settings = [
+    `service.name=relay-redis-${inFlight}`, `app.port=${app.port}`, "app.health.path=/health", "api.port=0", "inbound.host=127.0.0.1", "inbound.port=0",
+    "broker.kind=redis", `redis.url=${redis.url}`, `registry.dir=${tmp}`, `subscriptions=${JSON.stringify([{ topic, path: "/in", durable: true, maxInFlight: inFlight }])}`,
+  ];
+  let sidecar = await startSidecar(settings, "subscribed");
+  const client = new Redis(redis.url, { lazyConnect: true });
+  try {
+    await client.connect();
+    sidecar.proc.kill("SIGTERM");
+    await new Promise((r) => sidecar.proc.once("exit", r));
+    const body = Buffer.from(JSON.stringify({ hello: "world" }));
+    for (let i = 0; i < MESSAGES; i += 200) {
+      const batch = client.pipeline();
+      for (let j = i; j < Math.min(i + 200, MESSAGES); j++) batch.xadd(`sidecar:${topic}`, "*", ...encodeEntry(randomUUID(), { "content-type": "application/json" }, body));
+      await batch.exec();
+    }
+    sidecar = await startSidecar(settings, "subscribed");
+    const meter = cpuMeter(sidecar.proc.pid!, redis.pid!, app.proc.pid!);
+    const t0 = Date.now();
+    const c = await waitForCount(app.port, MESSAGES);
+    const seconds = (c.last - t0) / 1000;
+    return { name: "Redis Streams (durable: true)", inFlight, rate: MESSAGES / seconds, seconds, cpu: meter() };
+  } finally {
+    client.disconnect();
+    sidecar.proc.kill("SIGTERM");
+    app.proc.kill("SIGTERM");
+  }
+}
+
 export async function relayBench(): Promise<string[]> {
   const nats = await NatsServer.start();
   const tmp = mkdtempSync(path.join(os.tmpdir(), "sidecar-bench-relay-"));
@@ -181,6 +218,12 @@ export async function relayBench(): Promise<string[]> {
     } finally {
       await rabbit.stop();
     }
+    const redis = await RedisServer.start();
+    try {
+      for (const inFlight of [1, 64]) results.push(await runRedis(redis, inFlight, tmp));
+    } finally {
+      await redis.stop();
+    }
   } finally {
     await nats.stop();
     rmSync(tmp, { recursive: true, force: true });
@@ -188,7 +231,7 @@ export async function relayBench(): Promise<string[]> {
   const lines = [
     `## Subscription relay (${MESSAGES} messages, app answers 204 at once)`,
     "",
-    "Core NATS: published in one burst while the sidecar is subscribed; the rate counts from the first publish to the last delivery. JetStream and RabbitMQ: stored first, then the sidecar starts; the rate counts from its subscription to the last delivery (the relay alone). RabbitMQ has no minimal relay of its own: its ÷ floor is against the JetStream floor.",
+    "Core NATS: published in one burst while the sidecar is subscribed; the rate counts from the first publish to the last delivery. JetStream, RabbitMQ and Redis: stored first, then the sidecar starts; the rate counts from its subscription to the last delivery (the relay alone). RabbitMQ and Redis have no minimal relay of their own: their ÷ floor is against the JetStream floor. Redis runs with appendfsync always, as in the tests.",
     "",
     "| relay | in flight | messages/s | vs 1 in flight | ÷ floor | seconds | CPU µs/message: relay | broker server | app | all three |",
     "|---|---|---|---|---|---|---|---|---|---|",
