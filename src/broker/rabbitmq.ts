@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { connect, type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage, type Options } from "amqplib";
 import { closedError } from "../lifecycle/component.js";
-import { waitIdle } from "../lifecycle/wait-idle.js";
+import { sleep, waitIdle } from "../lifecycle/wait-idle.js";
 import type { Logger } from "../log.js";
 import { subjectMatches } from "../subjects.js";
 import { InProcessDeliveries } from "./in-process.js";
@@ -321,14 +321,4 @@ class RabbitSubscription implements ActiveSubscription {
     this.#channel = undefined;
     this.onStop();
   }
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener("abort", () => {
-      clearTimeout(t);
-      resolve();
-    }, { once: true });
-  });
 }

@@ -16,7 +16,7 @@ import {
 } from "@nats-io/transport-node";
 import type { Config } from "../config/index.js";
 import type { Logger } from "../log.js";
-import { withDeadline } from "../lifecycle/wait-idle.js";
+import { sleep, withDeadline } from "../lifecycle/wait-idle.js";
 
 export type NatsStatus = "connected" | "disconnected" | "closed";
 
@@ -92,13 +92,7 @@ export class NatsClient {
           }
         }
         attempt += 1;
-        await new Promise<void>((r) => {
-          const t = setTimeout(r, 1_000);
-          signal?.addEventListener("abort", () => {
-            clearTimeout(t);
-            r();
-          }, { once: true });
-        });
+        await sleep(1_000, signal);
         if (signal?.aborted) throw new Error("stopped while waiting for NATS");
       }
     }

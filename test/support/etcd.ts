@@ -1,8 +1,8 @@
-import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { freePort } from "./ports.js";
+import { spawnServer, type ServerProcess } from "./server-process.js";
 
 const BINARY = process.env.ETCD_BIN ?? "etcd";
 /** What etcd says once it serves clients (3.4 with the zap logger: "serving client traffic insecurely"); in a cluster, once it has joined. */
@@ -27,8 +27,7 @@ interface Member {
  * members that form one cluster over loopback.
  */
 export class EtcdServer {
-  #proc: ChildProcess | undefined;
-  #log = "";
+  #server: ServerProcess | undefined;
 
   private constructor(
     readonly dataDir: string,
@@ -61,7 +60,7 @@ export class EtcdServer {
   }
 
   get pid(): number | undefined {
-    return this.#proc?.pid;
+    return this.#server?.proc.pid;
   }
 
   async #spawn(): Promise<void> {
@@ -73,47 +72,17 @@ export class EtcdServer {
       "--listen-peer-urls", `http://127.0.0.1:${peer}`, "--initial-advertise-peer-urls", `http://127.0.0.1:${peer}`,
       "--initial-cluster", this.initialCluster, "--initial-cluster-state", "new", "--initial-cluster-token", "sidecar-test",
     ];
-    const proc = spawn(BINARY, args, { stdio: ["ignore", "pipe", "pipe"] });
-    this.#proc = proc;
-    // A test file that times out or crashes must not leave its server running.
-    const reap = () => proc.kill("SIGKILL");
-    process.once("exit", reap);
-    proc.once("exit", () => process.off("exit", reap));
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`etcd did not start within 20s:\n${this.#log.slice(-4000)}`)), 20_000);
-      const onData = (chunk: Buffer) => {
-        this.#log = (this.#log + chunk.toString()).slice(-65_536);
-        if (READY.test(this.#log)) {
-          clearTimeout(timer);
-          resolve();
-        }
-      };
-      proc.stderr!.on("data", onData);
-      proc.stdout!.on("data", onData);
-      proc.once("error", (err) => {
-        clearTimeout(timer);
-        reject(new Error(`cannot run ${BINARY} (install Debian's etcd-server): ${err.message}`));
-      });
-      proc.once("exit", (code) => {
-        clearTimeout(timer);
-        reject(new Error(`etcd exited with ${code}:\n${this.#log.slice(-4000)}`));
-      });
-    });
+    this.#server = (await spawnServer({ name: "etcd", bin: BINARY, args, ready: READY, timeoutMs: 20_000, packageName: "etcd-server" })).server;
   }
 
   /** Kill the process (the data directory stays, so restart() keeps keys and leases). */
   async kill(): Promise<void> {
-    const proc = this.#proc;
-    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
-    const exited = new Promise((r) => proc.once("exit", r));
-    proc.kill("SIGKILL");
-    await exited;
+    await this.#server?.kill();
   }
 
   /** Start again on the same ports and data. */
   async restart(): Promise<void> {
     await this.kill();
-    this.#log = "";
     await this.#spawn();
   }
 

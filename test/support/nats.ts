@@ -1,8 +1,8 @@
-import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { freePort } from "./ports.js";
+import { spawnServer, type ServerProcess } from "./server-process.js";
 
 const BINARY = process.env.NATS_SERVER_BIN ?? "nats-server";
 const LISTENING = /Listening for client connections on ([\d.]+):(\d+)/;
@@ -12,8 +12,7 @@ const LISTENING = /Listening for client connections on ([\d.]+):(\d+)/;
  * 127.0.0.1 on a random port, with a temporary store directory removed on stop.
  */
 export class NatsServer {
-  #proc: ChildProcess | undefined;
-  #log = "";
+  #server: ServerProcess | undefined;
 
   private constructor(
     readonly storeDir: string,
@@ -37,7 +36,7 @@ export class NatsServer {
 
   /** The server's process id (benchmarks read its CPU time). */
   get pid(): number | undefined {
-    return this.#proc?.pid;
+    return this.#server?.proc.pid;
   }
 
   /** One server (on `port`, else a random one); `config` is the text of a nats-server config file (authorization, tls, ...). */
@@ -59,48 +58,20 @@ export class NatsServer {
   }
 
   async #spawn(): Promise<void> {
-    const proc = spawn(BINARY, ["-a", "127.0.0.1", "-p", String(this.port), "-js", "-sd", this.storeDir, ...this.extraArgs], { stdio: ["ignore", "pipe", "pipe"] });
-    this.#proc = proc;
-    // A test file that times out or crashes must not leave its server running.
-    const reap = () => proc.kill("SIGKILL");
-    process.once("exit", reap);
-    proc.once("exit", () => process.off("exit", reap));
-    this.port = await new Promise<number>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`nats-server did not start within 10s:\n${this.#log}`)), 10_000);
-      const onData = (chunk: Buffer) => {
-        this.#log += chunk.toString();
-        const m = LISTENING.exec(this.#log);
-        if (m) {
-          clearTimeout(timer);
-          resolve(Number(m[2]));
-        }
-      };
-      proc.stderr!.on("data", onData);
-      proc.stdout!.on("data", onData);
-      proc.once("error", (err) => {
-        clearTimeout(timer);
-        reject(new Error(`cannot run ${BINARY} (install Debian's nats-server): ${err.message}`));
-      });
-      proc.once("exit", (code) => {
-        clearTimeout(timer);
-        reject(new Error(`nats-server exited with ${code}:\n${this.#log}`));
-      });
-    });
+    const args = ["-a", "127.0.0.1", "-p", String(this.port), "-js", "-sd", this.storeDir, ...this.extraArgs];
+    const { server, ready } = await spawnServer({ name: "nats-server", bin: BINARY, args, ready: LISTENING, timeoutMs: 10_000, packageName: "nats-server" });
+    this.#server = server;
+    this.port = Number(ready[2]);
   }
 
   /** Stop the process (the store stays, so restart() keeps JetStream data). */
   async kill(): Promise<void> {
-    const proc = this.#proc;
-    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
-    const exited = new Promise((r) => proc.once("exit", r));
-    proc.kill("SIGKILL");
-    await exited;
+    await this.#server?.kill();
   }
 
   /** Start again on the same port and store. */
   async restart(): Promise<void> {
     await this.kill();
-    this.#log = "";
     await this.#spawn();
   }
 

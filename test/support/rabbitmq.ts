@@ -1,8 +1,8 @@
-import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { freePort } from "./ports.js";
+import { spawnServer, type ServerProcess } from "./server-process.js";
 
 /** Debian's server script, run directly: the /usr/sbin wrapper switches to the rabbitmq user. */
 const BINARY = process.env.RABBITMQ_SERVER_BIN ?? "/usr/lib/rabbitmq/bin/rabbitmq-server";
@@ -14,8 +14,7 @@ const READY = /Server startup complete/;
  * 127.0.0.1 at a random port, no plugins. The data stays across restart().
  */
 export class RabbitServer {
-  #proc: ChildProcess | undefined;
-  #log = "";
+  #server: ServerProcess | undefined;
 
   private constructor(readonly dir: string, readonly port: number, private readonly distPort: number) {}
 
@@ -32,16 +31,16 @@ export class RabbitServer {
 
   /** The last 64 KiB the node logged (for failure messages). */
   get log(): string {
-    return this.#log;
+    return this.#server?.log() ?? "";
   }
 
   get pid(): number | undefined {
-    return this.#proc?.pid;
+    return this.#server?.proc.pid;
   }
 
   /** The Erlang VM's process id (the script's child, in its process group): benchmarks read its CPU time. */
   get vmPid(): number | undefined {
-    const group = this.#proc?.pid;
+    const group = this.#server?.proc.pid;
     if (group === undefined) return undefined;
     for (const entry of readdirSync("/proc")) {
       if (!/^\d+$/.test(entry)) continue;
@@ -73,81 +72,22 @@ export class RabbitServer {
       RABBITMQ_LOGS: "-",
       RABBITMQ_ENABLED_PLUGINS_FILE: path.join(d, "enabled_plugins"),
       RABBITMQ_CONFIG_FILE: path.join(d, "rabbitmq"),
-      // Host names from /etc/hosts only: with no DNS server reachable, a lookup of this machine's
-      // name stalls the boot for about ten seconds.
-      ERL_INETRC: path.join(d, "erl_inetrc"),
     };
-    writeFileSync(path.join(d, "erl_inetrc"), `{lookup, [file]}.\n{host, {127,0,0,1}, ["localhost", "${os.hostname()}"]}.\n`);
     writeFileSync(path.join(d, "rabbitmq.conf"), "loopback_users = none\n");
     // Its own process group: the script starts the Erlang VM (and epmd) as children, and kill()
     // must take them all.
-    const proc = spawn(BINARY, [], { env, stdio: ["ignore", "pipe", "pipe"], detached: true });
-    this.#proc = proc;
-    // A test file that times out or crashes must not leave its server running.
-    const reap = () => this.#killGroup();
-    process.once("exit", reap);
-    proc.once("exit", () => process.off("exit", reap));
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`rabbitmq-server did not start within 60s:\n${this.#log.slice(-4000)}`)), 60_000);
-      const onData = (chunk: Buffer) => {
-        this.#log = (this.#log + chunk.toString()).slice(-65_536);
-        if (READY.test(this.#log)) {
-          clearTimeout(timer);
-          resolve();
-        }
-      };
-      proc.stderr!.on("data", onData);
-      proc.stdout!.on("data", onData);
-      proc.once("error", (err) => {
-        clearTimeout(timer);
-        reject(new Error(`cannot run ${BINARY} (install Debian's rabbitmq-server): ${err.message}`));
-      });
-      proc.once("exit", (code) => {
-        clearTimeout(timer);
-        reject(new Error(`rabbitmq-server exited with ${code}:\n${this.#log.slice(-4000)}`));
-      });
-    });
-  }
-
-  #killGroup(): boolean {
-    const pid = this.#proc?.pid;
-    if (pid === undefined) return false;
-    try {
-      process.kill(-pid, "SIGKILL");
-      return true;
-    } catch {
-      return false; // the group is gone
-    }
+    this.#server = (await spawnServer({ name: "rabbitmq-server", bin: BINARY, args: [], env, ready: READY, timeoutMs: 60_000, packageName: "rabbitmq-server", group: true })).server;
   }
 
   /** Kill the node (SIGKILL to its process group: the script, the Erlang VM; the data directory stays). */
   async kill(): Promise<void> {
-    if (!this.#proc) return;
-    this.#killGroup();
-    // Wait until no process of the group is left (the VM holds the ports until then).
-    const start = Date.now();
-    while (this.#alive()) {
-      if (Date.now() - start > 10_000) throw new Error("rabbitmq-server's processes did not exit within 10s of SIGKILL");
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    this.#proc = undefined;
-  }
-
-  #alive(): boolean {
-    const pid = this.#proc?.pid;
-    if (pid === undefined) return false;
-    try {
-      process.kill(-pid, 0);
-      return true;
-    } catch {
-      return false;
-    }
+    await this.#server?.kill();
+    this.#server = undefined;
   }
 
   /** Start again on the same port, node name and data. */
   async restart(): Promise<void> {
     await this.kill();
-    this.#log = "";
     await this.#spawn();
   }
 

@@ -1,8 +1,8 @@
-import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { freePort } from "./ports.js";
+import { spawnServer, type ServerProcess } from "./server-process.js";
 
 const BINARY = process.env.REDIS_SERVER_BIN ?? "/usr/bin/redis-server";
 const READY = /Ready to accept connections/;
@@ -20,8 +20,7 @@ export interface RedisTls {
  * every write, so a kill -9 and restart() keep every entry Redis acknowledged.
  */
 export class RedisServer {
-  #proc: ChildProcess | undefined;
-  #log = "";
+  #server: ServerProcess | undefined;
 
   private constructor(readonly dir: string, readonly port: number, private readonly extraArgs: string[], private readonly tls?: RedisTls) {}
 
@@ -40,7 +39,7 @@ export class RedisServer {
   }
 
   get pid(): number | undefined {
-    return this.#proc?.pid;
+    return this.#server?.proc.pid;
   }
 
   async #spawn(): Promise<void> {
@@ -53,47 +52,17 @@ export class RedisServer {
       "--daemonize", "no", "--logfile", "", "--protected-mode", "no",
       ...this.extraArgs,
     ];
-    const proc = spawn(BINARY, args, { stdio: ["ignore", "pipe", "pipe"] });
-    this.#proc = proc;
-    // A test file that times out or crashes must not leave its server running.
-    const reap = () => proc.kill("SIGKILL");
-    process.once("exit", reap);
-    proc.once("exit", () => process.off("exit", reap));
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`redis-server did not start within 10s:\n${this.#log.slice(-4000)}`)), 10_000);
-      const onData = (chunk: Buffer) => {
-        this.#log = (this.#log + chunk.toString()).slice(-65_536);
-        if (READY.test(this.#log)) {
-          clearTimeout(timer);
-          resolve();
-        }
-      };
-      proc.stdout!.on("data", onData);
-      proc.stderr!.on("data", onData);
-      proc.once("error", (err) => {
-        clearTimeout(timer);
-        reject(new Error(`cannot run ${BINARY} (install Debian's redis-server): ${err.message}`));
-      });
-      proc.once("exit", (code) => {
-        clearTimeout(timer);
-        reject(new Error(`redis-server exited with ${code}:\n${this.#log.slice(-4000)}`));
-      });
-    });
+    this.#server = (await spawnServer({ name: "redis-server", bin: BINARY, args, ready: READY, timeoutMs: 10_000, packageName: "redis-server" })).server;
   }
 
   /** Kill the process with SIGKILL (the directory stays, so restart() keeps the data). */
   async kill(): Promise<void> {
-    const proc = this.#proc;
-    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
-    const exited = new Promise((r) => proc.once("exit", r));
-    proc.kill("SIGKILL");
-    await exited;
+    await this.#server?.kill();
   }
 
   /** Start again on the same port and directory (the append-only file is replayed). */
   async restart(): Promise<void> {
     await this.kill();
-    this.#log = "";
     await this.#spawn();
   }
 
