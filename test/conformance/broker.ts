@@ -30,7 +30,8 @@ export interface BrokerBackend {
   restart: { down(): Promise<void>; up(): Promise<void> } | Unsupported;
 }
 
-interface Sub {
+/** A subscription as the tests write it (sidecar.yaml's shape). */
+export interface Sub {
   topic: string;
   path: string;
   name?: string;

@@ -2,19 +2,10 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { Sidecar } from "../../src/sidecar.js";
 import { TestApp, type ReceivedCall } from "../support/app.js";
+import type { Sub } from "../conformance/broker.js";
 import { NatsServer } from "../support/nats.js";
 import { apiUrl, SidecarProcess, startSidecar, teardown, testSettings, waitFor } from "../support/sidecar.js";
 
-interface Sub {
-  topic: string;
-  path: string;
-  name?: string;
-  durable?: boolean;
-  maxInFlight?: number;
-  timeout?: string;
-  retry?: { attempts?: number; initial?: string; max?: string };
-  deadLetter?: string;
-}
 
 const subs = (list: Sub[]) => `subscriptions=${JSON.stringify(list)}`;
 const ids = (calls: ReceivedCall[]) => calls.map((c) => JSON.parse(c.body).n as number);
