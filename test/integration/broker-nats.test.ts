@@ -6,7 +6,6 @@ import type { Sub } from "../conformance/broker.js";
 import { NatsServer } from "../support/nats.js";
 import { apiUrl, SidecarProcess, startSidecar, teardown, testSettings, waitFor } from "../support/sidecar.js";
 
-
 const subs = (list: Sub[]) => `subscriptions=${JSON.stringify(list)}`;
 const ids = (calls: ReceivedCall[]) => calls.map((c) => JSON.parse(c.body).n as number);
 
