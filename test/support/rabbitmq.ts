@@ -29,11 +29,6 @@ export class RabbitServer {
     return `amqp://guest:guest@127.0.0.1:${this.port}`;
   }
 
-  /** The last 64 KiB the node logged (for failure messages). */
-  get log(): string {
-    return this.#server?.log() ?? "";
-  }
-
   get pid(): number | undefined {
     return this.#server?.proc.pid;
   }
