@@ -32,6 +32,8 @@ import { AppClient } from "./inbound/app-client.js";
 import { InboundGate } from "./inbound/gate.js";
 import { NatsInbound } from "./inbound/nats.js";
 import { InboundHandler } from "./inbound/server.js";
+import { MeshInbound } from "./inbound/mesh.js";
+import { MESH_VERSION } from "./transport/mesh/frames.js";
 import type { Logger } from "./log.js";
 import { NatsClient } from "./nats/connect.js";
 import { createRegistry, RegistryView, type NodeRecord, type Registry } from "./registry/index.js";
@@ -209,7 +211,7 @@ export class Sidecar implements Component {
     this.#checker = new HealthChecker({ host: config.app.host, port: config.app.port, token: config.app.token, ...config.app.health }, log.child({ component: "health" }));
     this.#gate = new InboundGate({ service: config.service.name, accepting: () => this.#checker?.state === "passing", maxConcurrency: config.app.maxConcurrency });
     const { interval, timeout, failureThreshold, successThreshold } = config.app.health;
-    const front = (this.#front = new FrontedApps({ registry: this.#registry, view, ttl: config.registry.ttl, address: () => this.node.address, ownNode: () => this.#node?.id, health: { interval, timeout, failureThreshold, successThreshold }, maxConcurrency: config.app.maxConcurrency, log: log.child({ component: "front" }) }));
+    const front = (this.#front = new FrontedApps({ registry: this.#registry, view, ttl: config.registry.ttl, address: () => this.node.address, mesh: config.transport.kind === "http" && config.transport.mesh ? MESH_VERSION : undefined, ownNode: () => this.#node?.id, health: { interval, timeout, failureThreshold, successThreshold }, maxConcurrency: config.app.maxConcurrency, log: log.child({ component: "front" }) }));
     this.#components.push("front", front);
     this.#appClient = new AppClient({ service: config.service.name, host: config.app.host, port: config.app.port, token: config.app.token });
     this.#components.push("app-client", this.#appClient);
@@ -227,7 +229,8 @@ export class Sidecar implements Component {
       mutualTls: meshTls?.mutual ?? false,
       log: log.child({ component: "inbound" }),
     });
-    this.#inboundListener = new Listener("inbound", inbound.handle, { tls: meshTls?.serverOptions, accessLog });
+    const meshInbound = config.transport.kind === "http" && config.transport.mesh ? new MeshInbound({ serve: (c, r) => inbound.serve(c, r), mutualTls: meshTls?.mutual ?? false, log: log.child({ component: "mesh-inbound" }), accessLog }) : undefined;
+    this.#inboundListener = new Listener("inbound", inbound.handle, { tls: meshTls?.serverOptions, accessLog, mesh: meshInbound });
     const bound = await this.#inboundListener.start(config.inbound.host, config.inbound.port);
 
     const rpc = rpcHandler({ caller, maxBody: config.api.maxBody, defaultTimeout: config.calls.timeout, microErrors: config.micro.errors, log: log.child({ component: "rpc" }) });
@@ -297,6 +300,8 @@ export class Sidecar implements Component {
       registeredAt: new Date().toISOString(),
       // Callers mark RPC-style calls only for nodes whose record says JSON-RPC.
       ...(config.app.protocol === "jsonrpc" ? { protocol: "jsonrpc" as const } : {}),
+      // Peers that speak the mesh protocol call this node with it (its inbound listener serves both).
+      ...(config.transport.kind === "http" && config.transport.mesh ? { mesh: MESH_VERSION } : {}),
     };
     this.#registrar = new Registrar(this.#registry, this.#node, config.registry.ttl, log.child({ component: "registrar" }), emit);
     if (config.transport.kind === "nats" && nats) {

@@ -192,7 +192,16 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
   /** How peers reach this node: `http` (its inbound listener) or `nats` (request/reply; needs NATS). */
-  transport: z.strictObject({ kind: z.enum(["http", "nats"]).default("http") }).prefault({}),
+  transport: z
+    .strictObject({
+      kind: z.enum(["http", "nats"]).default("http"),
+      /**
+       * http: also speak the mesh protocol (one multiplexed connection per peer, on the same
+       * inbound port) with peers whose records say they do; HTTP/1.1 with the rest. Default true.
+       */
+      mesh: z.boolean().default(true),
+    })
+    .prefault({}),
   nats: z
     .strictObject({
       servers: z.array(z.string().min(1)).min(1, "expected at least one server URL").default([...DEFAULTS.natsServers]),

@@ -20,6 +20,8 @@ export interface FrontedOptions {
   ttl: number;
   /** This sidecar's advertised inbound address: every fronted node's record points here. */
   address: () => string;
+  /** The mesh protocol version this sidecar's inbound listener speaks (fronted records say so too); undefined: HTTP/1.1 only. */
+  mesh?: number | undefined;
   /** The own node's id, which no app may take. */
   ownNode: () => string | undefined;
   /** app.health's interval, timeout and thresholds; the check itself is a TCP connect. */
@@ -131,6 +133,7 @@ export class FrontedApps implements FrontedTargets, Component {
       subscriptions: [],
       registeredAt: new Date().toISOString(),
       fronted: true,
+      ...(this.o.mesh ? { mesh: this.o.mesh } : {}),
       ...(spec.protocol === "jsonrpc" ? { protocol: "jsonrpc" as const } : {}),
     };
     const f: Fronted = {

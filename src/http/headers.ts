@@ -103,11 +103,19 @@ export function requestIdOf(req: IncomingMessage): string {
  * removed when invalid, or when the traceparent was: W3C Trace Context §4).
  */
 export function tagRequest(req: IncomingMessage): void {
-  req.headers[H.requestId] = requestIdOf(req);
-  const trace = nextTraceContext(req.headers.traceparent, req.headers.tracestate);
-  req.headers.traceparent = trace.traceparent;
-  if (trace.tracestate === undefined) delete req.headers.tracestate;
-  else req.headers.tracestate = trace.tracestate;
+  tagHeaders(req.headers);
+}
+
+/** tagRequest for the headers of a call that came otherwise (a mesh stream): in place; returns the request id. */
+export function tagHeaders(headers: IncomingHttpHeaders): string {
+  const given = headers[H.requestId];
+  const id = typeof given === "string" && SANE_ID.test(given) ? given : randomUUID();
+  headers[H.requestId] = id;
+  const trace = nextTraceContext(headers.traceparent, headers.tracestate);
+  headers.traceparent = trace.traceparent;
+  if (trace.tracestate === undefined) delete headers.tracestate;
+  else headers.tracestate = trace.tracestate;
+  return id;
 }
 
 /** The fields every log line about a request carries. */

@@ -6,7 +6,15 @@ import type { Logger } from "../log.js";
 import { waitIdle } from "../lifecycle/wait-idle.js";
 import { closedError } from "../lifecycle/component.js";
 import { requestFields, tagRequest } from "./headers.js";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
+
+/** What serves the connections that speak the mesh protocol (inbound/mesh.ts), beside node:http. */
+export interface MeshListener {
+  /** A connection whose first bytes (`first`) start with 0. */
+  take(socket: Socket, first: Buffer): void;
+  /** Tell every connection to go away, let their calls finish within `timeout` ms, close them. */
+  close(timeout: number): Promise<void>;
+}
 
 /** Server-side limits against slow or abusive clients; generous for real callers. */
 export const SERVER_LIMITS = {
@@ -28,13 +36,17 @@ function clientErrorOf(err: NodeJS.ErrnoException): [number, ErrorCode, string] 
 /**
  * A node:http listener with the lifecycle every component shares: `start()` binds (port 0
  * works; `address` is the port actually bound), `close()` stops accepting, waits for requests
- * in flight up to a deadline, then cuts what is left. Both are safe to call twice.
+ * in flight up to a deadline, then cuts what is left. Both are safe to call twice. With `mesh`,
+ * connections that start with the mesh protocol's preface go to it instead of node:http.
  */
 export class Listener {
   readonly server: http.Server | https.Server;
   #inFlight = 0;
   #idle: (() => void) | undefined;
   #closing: Promise<void> | undefined;
+  #mesh: MeshListener | undefined;
+  /** Connections whose first byte has not come yet. */
+  readonly #sniffing = new Set<Socket>();
 
   /**
    * With `tls` (https.createServer options), the listener serves HTTPS. With `accessLog`, one
@@ -43,7 +55,7 @@ export class Listener {
   constructor(
     private readonly name: string,
     handler: RequestListener,
-    options: { tls?: https.ServerOptions | undefined; accessLog?: Logger | undefined; headersTimeout?: number; requestTimeout?: number } = {},
+    options: { tls?: https.ServerOptions | undefined; accessLog?: Logger | undefined; headersTimeout?: number; requestTimeout?: number; mesh?: MeshListener | undefined } = {},
   ) {
     const { tls, accessLog } = options;
     const headersTimeout = options.headersTimeout ?? SERVER_LIMITS.headersTimeout;
@@ -79,6 +91,7 @@ export class Listener {
       const [status, code, message] = clientErrorOf(err);
       endSocketWithError(socket, status, code, message);
     });
+    if (options.mesh) this.#sniff(options.mesh, tls !== undefined, headersTimeout);
     this.server.headersTimeout = headersTimeout;
     this.server.requestTimeout = requestTimeout;
     this.server.keepAliveTimeout = SERVER_LIMITS.keepAliveTimeout;
@@ -86,6 +99,37 @@ export class Listener {
 
   get inFlight(): number {
     return this.#inFlight;
+  }
+
+  /**
+   * Look at each connection's first byte: 0 (never the start of an HTTP request) hands the
+   * connection to the mesh protocol, anything else to node:http as if it had come straight
+   * there (the byte put back first). Over TLS, after the handshake. A connection that sends
+   * nothing is closed after `timeout` ms, as node:http closes one that sends no headers.
+   */
+  #sniff(mesh: MeshListener, tls: boolean, timeout: number): void {
+    const event = tls ? "secureConnection" : "connection";
+    const http = this.server.listeners(event) as ((socket: Socket) => void)[];
+    this.server.removeAllListeners(event);
+    this.server.on(event, (socket: Socket) => {
+      this.#sniffing.add(socket);
+      const timer = setTimeout(() => socket.destroy(), timeout);
+      const done = () => {
+        clearTimeout(timer);
+        this.#sniffing.delete(socket);
+      };
+      socket.once("close", done);
+      socket.once("data", (first: Buffer) => {
+        done();
+        socket.off("close", done);
+        if (first[0] === 0) return mesh.take(socket, first);
+        socket.pause();
+        socket.unshift(first);
+        for (const l of http) l.call(this.server, socket);
+        socket.resume();
+      });
+    });
+    this.#mesh = mesh;
   }
 
   /** Listen on host:port. After close() it rejects with CLOSED: a closed listener is not reopened. */
@@ -114,7 +158,8 @@ export class Listener {
       if (!this.server.listening) return;
       const closed = new Promise<void>((r) => this.server.close(() => r()));
       this.server.closeIdleConnections();
-      await waitIdle(() => this.#inFlight === 0, (wake) => (this.#idle = wake), timeout);
+      for (const s of this.#sniffing) s.destroy();
+      await Promise.all([waitIdle(() => this.#inFlight === 0, (wake) => (this.#idle = wake), timeout), this.#mesh?.close(timeout)]);
       this.server.closeAllConnections();
       await closed;
     })();

@@ -21,11 +21,7 @@ export function sendJson(res: ServerResponse, status: number, value: unknown, he
  * body shape (micro's, src/micro/errors.ts).
  */
 export function sendError(res: ServerResponse, err: unknown, requestId: string, log: Logger, extraHeaders?: Record<string, string>, render?: (e: SidecarError) => string): void {
-  const e = toSidecarError(err);
-  const fields = { code: e.code, status: e.status, ...requestFields(res.req), requestId, error: e.message };
-  if (e.code === "INTERNAL") log.error("internal error", { ...fields, stack: (e.cause as Error | undefined)?.stack });
-  else if (e.status >= 500) log.warn("call failed", fields);
-  else log.debug("request refused", fields);
+  const e = logError(err, requestId, log, requestFields(res.req));
   if (res.headersSent) {
     res.destroy(e);
     return;
@@ -44,6 +40,16 @@ export function sendError(res: ServerResponse, err: unknown, requestId: string, 
     ...extraHeaders,
   });
   res.end(body);
+}
+
+/** Log an error answer (5xx as a warning, 4xx at debug, INTERNAL with its stack); the error, as a SidecarError. */
+export function logError(err: unknown, requestId: string, log: Logger, request: { requestId?: string; traceparent?: string }): SidecarError {
+  const e = toSidecarError(err);
+  const fields = { code: e.code, status: e.status, ...request, requestId, error: e.message };
+  if (e.code === "INTERNAL") log.error("internal error", { ...fields, stack: (e.cause as Error | undefined)?.stack });
+  else if (e.status >= 500) log.warn("call failed", fields);
+  else log.debug("request refused", fields);
+  return e;
 }
 
 /**

@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from "node:http";
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
 import { SidecarError } from "../errors.js";
 import { Deadline, MAX_TIMEOUT_MS } from "../http/deadline.js";
 import { publicHeaders, H, requestIdOf, toApp } from "../http/headers.js";
@@ -51,6 +51,32 @@ export interface InboundOptions {
   log: Logger;
 }
 
+/** A call from a peer sidecar, whichever way it came: an HTTP/1.1 request or a mesh stream. */
+export interface PeerCall {
+  method: string;
+  /** Path and query on the app. */
+  path: string;
+  /** Tagged (tagHeaders): the request id and traceparent of this hop are set. */
+  headers: IncomingHttpHeaders;
+  /** A mesh stream's whole body, or the HTTP request to stream it from. */
+  body: Buffer | IncomingMessage;
+  /** The CN of the peer's client certificate, under mutual TLS. */
+  certified: string | undefined;
+  requestId: string;
+}
+
+/** How the answer to a PeerCall goes back. */
+export interface PeerReply {
+  /** Run `fn` if the peer goes away before the answer is complete; returns a function removing it. */
+  onAbort(fn: () => void): () => void;
+  /** A whole answer. */
+  whole(status: number, headers: OutgoingHttpHeaders, body: Buffer): void;
+  /** The app's answer, streamed; resolves once written. */
+  stream(status: number, headers: OutgoingHttpHeaders, upstream: IncomingMessage): Promise<void>;
+  /** An error answer (JSON body, logged), or the answer broken off when its head is already out. */
+  error(err: unknown, extraHeaders?: Record<string, string>): void;
+}
+
 const TO_APP_DROP = new Set<string>(["host"]);
 /** What a delivery keeps of the peer's request: its message headers (the relay picks what the app gets). */
 const NOT_MESSAGE = new Set<string>(["host", "content-length"]);
@@ -101,89 +127,123 @@ export class InboundHandler {
     return service === this.o.service ? this.#own : undefined;
   }
 
+  /** The HTTP/1.1 inbound listener's handler. */
   readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
+    req.on("error", () => undefined);
     const requestId = requestIdOf(req);
+    this.serve({ method: req.method ?? "GET", path: req.url ?? "/", headers: req.headers, body: req, certified: this.o.mutualTls ? certifiedCaller(req.socket) : undefined, requestId }, httpReply(res, requestId, this.o.log));
+  };
+
+  /** A peer's call, however it came (an HTTP/1.1 request, a mesh stream): checked, then handed to the app (or the local broker). */
+  serve(call: PeerCall, reply: PeerReply): void {
+    const { requestId } = call;
     const refuse = (r: Refusal) =>
-      sendError(res, new SidecarError(r.code, r.message), requestId, this.o.log, {
+      reply.error(new SidecarError(r.code, r.message), {
         [H.refused]: r.code,
         // A draining sidecar closes each connection it refuses on: the caller will not reuse it.
         ...(r.code === "SHUTTING_DOWN" ? { connection: "close" } : {}),
       });
-    req.on("error", () => undefined);
-    if (!this.o.mesh.accepts(req.headers[H.meshToken])) {
-      return sendError(res, new SidecarError("UNAUTHORIZED", "a peer sidecar must send the mesh token (mesh.token)"), requestId, this.o.log);
+    if (!this.o.mesh.accepts(call.headers[H.meshToken])) {
+      return reply.error(new SidecarError("UNAUTHORIZED", "a peer sidecar must send the mesh token (mesh.token)"));
     }
-    const target = req.headers[H.service];
-    const to = this.#target(target, req.headers[H.node]);
+    const target = call.headers[H.service];
+    const to = this.#target(target, call.headers[H.node]);
     if (!to) {
       return refuse({ code: "MISDIRECTED", message: `this sidecar serves '${this.o.service}', not ${JSON.stringify(target)} (stale registry record)` });
     }
-    const caller = vouchedCaller({ mutualTls: this.o.mutualTls ?? false, meshToken: this.o.mesh.required }, certifiedCaller(req.socket), req.headers[H.caller]);
-    const topic = req.headers[H.deliver];
+    const caller = vouchedCaller({ mutualTls: this.o.mutualTls ?? false, meshToken: this.o.mesh.required }, call.certified, call.headers[H.caller]);
+    const topic = call.headers[H.deliver];
     // Deliveries obey the allow list like calls: the publisher is the caller.
     const denied = checkAllowed(this.o.allow, caller, to.service, typeof topic === "string" ? "publish to" : "call");
     if (denied) {
       if (typeof topic === "string") this.o.log.warn("delivery refused (inbound.allow)", { topic, publisher: caller ?? "(unknown)", requestId });
-      return sendError(res, denied, requestId, this.o.log);
+      return reply.error(denied);
     }
-    if (typeof topic === "string" && this.o.deliveries) return this.#receive(topic, caller, req, res, requestId, refuse);
+    if (typeof topic === "string" && this.o.deliveries) return this.#receive(topic, caller, call, reply, refuse);
     const refusal = to.gate.enter();
     if (refusal) return refuse(refusal);
-    this.#forward(req, res, caller, requestId, to)
+    this.#forward(call, reply, caller, to)
       .catch((err: unknown) => {
-        if (neverReachedApp(err)) return sendError(res, err, requestId, this.o.log, { [H.refused]: "APP_UNREACHABLE" });
-        sendError(res, err, requestId, this.o.log);
+        if (neverReachedApp(err)) return reply.error(err, { [H.refused]: "APP_UNREACHABLE" });
+        reply.error(err);
       })
       .finally(() => to.gate.leave());
-  };
+  }
 
   /** A local-broker message from a peer: queue it for this node's subscriptions, 202. */
-  #receive(topic: string, caller: string | undefined, req: IncomingMessage, res: ServerResponse, requestId: string, refuse: (r: Refusal) => void): void {
+  #receive(topic: string, caller: string | undefined, call: PeerCall, reply: PeerReply, refuse: (r: Refusal) => void): void {
     if (this.o.gate.draining) return refuse({ code: "SHUTTING_DOWN", message: `the sidecar of '${this.o.service}' is shutting down` });
     const deliveries = this.o.deliveries!;
-    readBody(req, this.o.maxBody).then(
+    bodyOf(call, this.o.maxBody).then(
       (body) => {
         // No internal header survives (the mesh token, a claimed caller): the publisher travels apart, vouched for.
         const headers: Record<string, string> = {};
-        for (const [k, v] of Object.entries(toApp(req.headers, undefined, NOT_MESSAGE))) if (typeof v === "string") headers[k] = v;
+        for (const [k, v] of Object.entries(toApp(call.headers, undefined, NOT_MESSAGE))) if (typeof v === "string") headers[k] = v;
         const accepted = deliveries(topic, body, headers, caller);
-        res.writeHead(202, { "content-type": "application/json", [H.requestId]: requestId }).end(JSON.stringify({ accepted }));
+        reply.whole(202, { "content-type": "application/json", [H.requestId]: call.requestId }, Buffer.from(JSON.stringify({ accepted })));
       },
-      (err: unknown) => sendError(res, err, requestId, this.o.log),
+      (err: unknown) => reply.error(err),
     );
   }
 
-  async #forward(req: IncomingMessage, res: ServerResponse, caller: string | undefined, requestId: string, to: InboundTarget): Promise<void> {
-    const deadline = new Deadline(inboundTimeout(req.headers[H.timeout], this.o.defaultTimeout));
-    const onClose = () => {
-      if (!res.writableFinished) deadline.cancel();
-    };
-    res.once("close", onClose);
-    const headers = toApp(req.headers, caller, TO_APP_DROP);
+  async #forward(call: PeerCall, reply: PeerReply, caller: string | undefined, to: InboundTarget): Promise<void> {
+    const { requestId } = call;
+    const deadline = new Deadline(inboundTimeout(call.headers[H.timeout], this.o.defaultTimeout));
+    const offAbort = reply.onAbort(() => deadline.cancel());
+    const headers = toApp(call.headers, caller, TO_APP_DROP);
     headers[H.requestId] = requestId;
     headers[H.timeout] = String(deadline.ms);
     try {
-      const method = req.headers[H.rpc];
+      const method = call.headers[H.rpc];
       if (to.protocol === "jsonrpc" && typeof method === "string") {
         // An RPC-style call for a JSON-RPC app: the request is small and buffered (api.maxBody at the caller).
-        const answer = await callJsonRpc(to.app, to.service, method, await readBody(req, this.o.maxBody), headers, deadline);
+        const answer = await callJsonRpc(to.app, to.service, method, await bodyOf(call, this.o.maxBody), headers, deadline);
         answer.headers[H.requestId] = requestId;
-        res.writeHead(answer.status, answer.headers).end(answer.body);
+        reply.whole(answer.status, answer.headers, answer.body);
         return;
       }
-      const upstream = await to.app.send({ method: req.method ?? "GET", path: req.url ?? "/", headers, body: req, deadline });
+      const upstream = await to.app.send({ method: call.method, path: call.path, headers, body: call.body, deadline });
       // The app's own x-sidecar-refused (or any internal header) must not steer the calling sidecar.
       const back = publicHeaders(upstream.headers);
       back[H.requestId] = requestId;
-      res.writeHead(upstream.statusCode ?? 502, back);
-      await pipeBody(upstream, res);
+      await reply.stream(upstream.statusCode ?? 502, back, upstream);
     } catch (err) {
       // The calling sidecar went away (its caller gave up): nobody is left to answer.
       if (deadline.cancelled && !deadline.expired) return;
       throw err;
     } finally {
       deadline.done();
-      res.off("close", onClose);
+      offAbort();
     }
   }
+}
+
+/** The body of a peer's call, whole (413 past `limit`). */
+function bodyOf(call: PeerCall, limit: number): Promise<Buffer> {
+  if (!Buffer.isBuffer(call.body)) return readBody(call.body, limit);
+  if (call.body.length > limit) return Promise.reject(new SidecarError("BODY_TOO_LARGE", `the request body is larger than api.maxBody (${limit} bytes)`));
+  return Promise.resolve(call.body);
+}
+
+/** Answers over the HTTP/1.1 listener. */
+function httpReply(res: ServerResponse, requestId: string, log: Logger): PeerReply {
+  return {
+    onAbort(fn) {
+      const onClose = () => {
+        if (!res.writableFinished) fn();
+      };
+      res.once("close", onClose);
+      return () => res.off("close", onClose);
+    },
+    whole(status, headers, body) {
+      res.writeHead(status, headers).end(body);
+    },
+    async stream(status, headers, upstream) {
+      res.writeHead(status, headers);
+      await pipeBody(upstream, res);
+    },
+    error(err, extraHeaders) {
+      sendError(res, err, requestId, log, extraHeaders);
+    },
+  };
 }

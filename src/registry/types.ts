@@ -16,6 +16,12 @@ export interface NodeRecord {
    * such nodes only: the common call carries no header it does not need.
    */
   protocol?: "jsonrpc";
+  /**
+   * The version of the sidecar-to-sidecar mesh protocol (transport/mesh/frames.ts) the node's
+   * inbound listener speaks besides HTTP/1.1; absent: HTTP/1.1 only (an older sidecar, or
+   * transport.mesh: false). Callers that speak it too use it for the calls it can carry.
+   */
+  mesh?: number;
   /** An app fronted through POST /registry: its sidecar serves other nodes too, so calls name the node (x-sidecar-node). */
   fronted?: true;
 }
@@ -80,5 +86,6 @@ export function parseNodeRecord(value: unknown): NodeRecord | undefined {
     registeredAt: typeof r.registeredAt === "string" ? r.registeredAt : "",
     ...(r.protocol === "jsonrpc" ? { protocol: "jsonrpc" as const } : {}),
     ...(r.fronted === true ? { fronted: true as const } : {}),
+    ...(typeof r.mesh === "number" && Number.isInteger(r.mesh) && r.mesh > 0 ? { mesh: r.mesh } : {}),
   };
 }

@@ -1,5 +1,6 @@
 import http from "node:http";
 import https from "node:https";
+import type tls from "node:tls";
 import type { TLSSocket } from "node:tls";
 import { loadTls, type TlsFiles } from "./files.js";
 
@@ -33,6 +34,11 @@ export class MeshTls {
   /** Options for https.createServer. */
   get serverOptions(): https.ServerOptions {
     return this.#server;
+  }
+
+  /** Options for tls.connect: dial a peer, presenting this node's certificate (the mesh protocol's connections). */
+  connectOptions(): tls.ConnectionOptions {
+    return this.#client;
   }
 
   /** A keep-alive agent that dials peers over TLS, presenting this node's certificate. */

@@ -2,6 +2,7 @@ import type { Config } from "../config/index.js";
 import type { NatsClient } from "../nats/connect.js";
 import type { MeshTls } from "../tls/mesh.js";
 import { HttpTransport } from "./http.js";
+import { MeshTransport } from "./mesh/transport.js";
 import { NatsTransport } from "./nats.js";
 import type { Transport } from "./types.js";
 
@@ -20,7 +21,8 @@ export interface TransportDeps {
  * whose transport it can build: http always, nats when connected to NATS (undefined otherwise).
  */
 export const TRANSPORTS: Record<string, (deps: TransportDeps) => Transport | undefined> = {
-  http: ({ config, meshTls }) => new HttpTransport({ meshToken: config.mesh.token, tls: meshTls }),
+  // With transport.mesh (the default), calls to peers that speak the mesh protocol use it; HTTP/1.1 otherwise.
+  http: ({ config, meshTls }) => (config.transport.mesh ? new MeshTransport({ meshToken: config.mesh.token, tls: meshTls }) : new HttpTransport({ meshToken: config.mesh.token, tls: meshTls })),
   nats: ({ config, nats }) => (nats ? new NatsTransport(nats, config.mesh.token) : undefined),
 };
 
