@@ -19,6 +19,8 @@ export interface MetricSources {
   callsInFlight(): number;
   /** Published messages a subscribed service did not take (local broker); undefined: not counted by this broker. */
   notTaken?(): number | undefined;
+  /** Open mesh-protocol connections: from peers (in), to peers (out). */
+  meshConnections?(): { in: number; out: number };
 }
 
 /** Call outcomes observed by the caller, ejections by the selector. */
@@ -66,6 +68,15 @@ export class Metrics implements CallObserver {
       collect() {
         this.reset();
         for (const { service, count } of sources.nodes()) this.set({ service }, count);
+      },
+    });
+    new Gauge({
+      name: "sidecar_mesh_connections", help: "Open mesh-protocol connections between sidecars: from peers (in), to peers (out)", labelNames: ["direction"], registers,
+      collect() {
+        const c = sources.meshConnections?.();
+        if (!c) return;
+        this.set({ direction: "in" }, c.in);
+        this.set({ direction: "out" }, c.out);
       },
     });
     new Gauge({ name: "sidecar_app_healthy", help: "1 while the app passes its health check", registers, collect() { this.set(sources.appHealthy() ? 1 : 0); } });

@@ -61,6 +61,7 @@ export class Sidecar implements Component {
   #view: RegistryView | undefined;
   readonly #transports = new Map<string, Transport>();
   #natsInbound: NatsInbound | undefined;
+  #meshInbound: MeshInbound | undefined;
   #broker: Broker | undefined;
   #relay: Relay | undefined;
   #subscriptions: Subscriptions | undefined;
@@ -177,6 +178,8 @@ export class Sidecar implements Component {
     const meshTls = config.mesh.tls ? new MeshTls(config.mesh.tls) : undefined;
     for (const [kind, t] of createTransports({ config, meshTls, nats })) this.#transports.set(kind, t);
     const mesh = new Secret(config.mesh.token);
+    // The inbound listener speaks the mesh protocol too (and records say so) unless transport.mesh is off.
+    const meshVersion = config.transport.kind === "http" && config.transport.mesh ? MESH_VERSION : undefined;
     // The status page's last minute: calls per service called, deliveries per subscription.
     const callTraffic = new TrafficWindows(systemClock);
     const deliveryTraffic = new TrafficWindows(systemClock);
@@ -187,6 +190,7 @@ export class Sidecar implements Component {
       appHealthy: () => this.#checker?.state === "passing",
       callsInFlight: (): number => caller.inFlight,
       notTaken: () => this.#broker?.notTaken?.(),
+      meshConnections: () => ({ in: this.#meshInbound?.connections ?? 0, out: this.#transports.get("http")?.connections ?? 0 }),
     }, callTraffic);
     this.#selector = new Selector(config.selector, systemClock, log.child({ component: "selector" }), (service, node, forMs, failures) => {
       metrics.ejection(service);
@@ -211,7 +215,7 @@ export class Sidecar implements Component {
     this.#checker = new HealthChecker({ host: config.app.host, port: config.app.port, token: config.app.token, ...config.app.health }, log.child({ component: "health" }));
     this.#gate = new InboundGate({ service: config.service.name, accepting: () => this.#checker?.state === "passing", maxConcurrency: config.app.maxConcurrency });
     const { interval, timeout, failureThreshold, successThreshold } = config.app.health;
-    const front = (this.#front = new FrontedApps({ registry: this.#registry, view, ttl: config.registry.ttl, address: () => this.node.address, mesh: config.transport.kind === "http" && config.transport.mesh ? MESH_VERSION : undefined, ownNode: () => this.#node?.id, health: { interval, timeout, failureThreshold, successThreshold }, maxConcurrency: config.app.maxConcurrency, log: log.child({ component: "front" }) }));
+    const front = (this.#front = new FrontedApps({ registry: this.#registry, view, ttl: config.registry.ttl, address: () => this.node.address, mesh: meshVersion, ownNode: () => this.#node?.id, health: { interval, timeout, failureThreshold, successThreshold }, maxConcurrency: config.app.maxConcurrency, log: log.child({ component: "front" }) }));
     this.#components.push("front", front);
     this.#appClient = new AppClient({ service: config.service.name, host: config.app.host, port: config.app.port, token: config.app.token });
     this.#components.push("app-client", this.#appClient);
@@ -229,7 +233,7 @@ export class Sidecar implements Component {
       mutualTls: meshTls?.mutual ?? false,
       log: log.child({ component: "inbound" }),
     });
-    const meshInbound = config.transport.kind === "http" && config.transport.mesh ? new MeshInbound({ serve: (c, r) => inbound.serve(c, r), mutualTls: meshTls?.mutual ?? false, log: log.child({ component: "mesh-inbound" }), accessLog }) : undefined;
+    const meshInbound = (this.#meshInbound = meshVersion ? new MeshInbound({ serve: (c, r) => inbound.serve(c, r), mutualTls: meshTls?.mutual ?? false, log: log.child({ component: "mesh-inbound" }), accessLog }) : undefined);
     this.#inboundListener = new Listener("inbound", inbound.handle, { tls: meshTls?.serverOptions, accessLog, mesh: meshInbound });
     const bound = await this.#inboundListener.start(config.inbound.host, config.inbound.port);
 
@@ -301,7 +305,7 @@ export class Sidecar implements Component {
       // Callers mark RPC-style calls only for nodes whose record says JSON-RPC.
       ...(config.app.protocol === "jsonrpc" ? { protocol: "jsonrpc" as const } : {}),
       // Peers that speak the mesh protocol call this node with it (its inbound listener serves both).
-      ...(config.transport.kind === "http" && config.transport.mesh ? { mesh: MESH_VERSION } : {}),
+      ...(meshVersion ? { mesh: meshVersion } : {}),
     };
     this.#registrar = new Registrar(this.#registry, this.#node, config.registry.ttl, log.child({ component: "registrar" }), emit);
     if (config.transport.kind === "nats" && nats) {

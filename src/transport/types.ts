@@ -54,6 +54,8 @@ export interface UpstreamResponse extends Readable {
 /** Carries a call to a peer sidecar. Implementations: HttpTransport (http.ts). */
 export interface Transport {
   readonly kind: string;
+  /** Persistent connections open to peers (the mesh protocol's), when the transport keeps any. */
+  readonly connections?: number;
   /** Resolves with the response head once it arrives; the body streams from the message. */
   send(node: NodeRecord, request: OutboundRequest): Promise<UpstreamResponse>;
   /** Idempotent. */
