@@ -5,13 +5,13 @@
 import { writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { ROOT, requireWrk, SECONDS } from "./lib.js";
+import { requireDebian, ROOT, SECONDS } from "./lib.js";
 import { proxyLibsBench } from "./proxy-libs.js";
 import { relayBench } from "./relay.js";
 import { rpcBench } from "./rpc.js";
 
 async function main(): Promise<void> {
-  requireWrk();
+  requireDebian("wrk", "wrk");
   const only = process.env.BENCH_ONLY;
   const sections = [
     ...(!only || only === "rpc" ? await rpcBench() : []),
