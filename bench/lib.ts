@@ -219,7 +219,7 @@ export function rssMiB(pid: number): number {
 }
 
 /** The fixed-rate load of bench/rate.mjs: latency percentiles (µs) at `rate` requests/s. */
-export function atRate(url: string, rate: number, seconds: number, body: string): { sent: number; ok: number; p50: number; p90: number; p99: number } {
-  const out = execFileSync(process.execPath, [path.join(ROOT, "bench/rate.mjs"), url, String(rate), String(seconds), body], { encoding: "utf8" });
+export async function atRate(url: string, rate: number, seconds: number, body: string): Promise<{ sent: number; ok: number; p50: number; p90: number; p99: number }> {
+  const out = await output(process.execPath, [path.join(ROOT, "bench/rate.mjs"), url, String(rate), String(seconds), body]);
   return JSON.parse(out) as { sent: number; ok: number; p50: number; p90: number; p99: number };
 }
