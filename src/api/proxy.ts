@@ -1,6 +1,7 @@
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
 import { SidecarError, toSidecarError } from "../errors.js";
 import { endToEnd, INTERNAL, requestIdOf } from "../http/headers.js";
+import { readBody } from "../http/body.js";
 import { sendError } from "../http/reply.js";
 import type { Logger } from "../log.js";
 import { isValidName, show } from "../names.js";
@@ -30,19 +31,37 @@ function forwarded(req: IncomingMessage, headers: OutgoingHttpHeaders): void {
   if (req.headers.host) headers["x-forwarded-host"] ??= req.headers.host;
 }
 
+/**
+ * A request body this small, of declared length (or none at all), is read before the call is
+ * sent: it then goes over the mesh protocol (which carries whole bodies), and can be sent to
+ * another node when the first never got it. Anything else streams, as the proxy always does.
+ */
+export const SMALL_BODY = 64 * 1024;
+
+/** The request's body if it is small and of known length (an empty buffer when it has none); undefined: it streams. */
+async function smallBody(req: IncomingMessage): Promise<Buffer | undefined> {
+  if (req.headers["transfer-encoding"] !== undefined) return undefined;
+  const length = req.headers["content-length"];
+  if (length === undefined) return EMPTY;
+  const n = Number(length);
+  return Number.isInteger(n) && n >= 0 && n <= SMALL_BODY ? readBody(req, SMALL_BODY) : undefined;
+}
+const EMPTY = Buffer.alloc(0);
+
 /** The call that proxies `req` to `path` on `service`'s app (also micro's path form with handler proxy); 400 for an unclean path. */
-export function proxyCall(o: ProxyOptions, req: IncomingMessage, service: string, path: string, requestId: string): Call {
+export async function proxyCall(o: ProxyOptions, req: IncomingMessage, service: string, path: string, requestId: string): Promise<Call> {
   if (!CLEAN_PATH.test(path) || path.split("?")[0]!.split("/").some((seg) => seg === ".." || seg === ".")) {
     throw new SidecarError("INVALID_REQUEST", `path ${show(path)} is not a clean path (printable characters, no '.' or '..' segments)`);
   }
   const headers = endToEnd(req.headers, o.dropAuthorization ? DROP_WITH_AUTH : DROP);
   forwarded(req, headers);
+  const small = await smallBody(req);
   return {
     service,
     method: req.method ?? "GET",
     path,
     headers,
-    body: new StreamBody(req),
+    body: small ?? new StreamBody(req),
     timeout: checkTimeoutHeader(req) ?? o.defaultTimeout,
     retries: 0,
     key: keyOf(req, o.caller, service),
@@ -67,7 +86,7 @@ export function proxyHandler(o: ProxyOptions): (req: IncomingMessage, res: Serve
     if (!isValidName(service)) {
       throw new SidecarError(service === "" ? "INVALID_REQUEST" : "INVALID_NAME", service === "" ? "expected /proxy/{service}/{path}" : `service name ${show(service)} must match [A-Za-z0-9][A-Za-z0-9._-]{0,62}`);
     }
-    const call = proxyCall(o, req, service, (slash === -1 ? "/" : pathPart.slice(slash)) + (q === -1 ? "" : rest.slice(q)), requestId);
+    const call = await proxyCall(o, req, service, (slash === -1 ? "/" : pathPart.slice(slash)) + (q === -1 ? "" : rest.slice(q)), requestId);
     at.caller = true;
     await o.caller.call(call, res);
   };

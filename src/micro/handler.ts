@@ -45,7 +45,7 @@ export function microPathHandler(o: MicroPathOptions): (req: IncomingMessage, re
     // micro's path form took a JSON body: JSON unless the app says otherwise.
     return rawCall(o, req, { service, path, label: route.method, body, contentType: req.headers["content-type"] ?? "application/json", requestId, rpc: route.method });
   };
-  const proxy = (req: IncomingMessage, url: string, pathname: string, requestId: string): Call => {
+  const proxy = (req: IncomingMessage, url: string, pathname: string, requestId: string): Promise<Call> => {
     const service = proxyRoute(o.namespace, pathname);
     if (service === undefined) throw new SidecarError("NOT_FOUND", `no route ${req.method} ${show(pathname)}: micro's proxy form needs /{service}/... with a service alias of letters, digits and '-'`);
     return proxyCall(o, req, checkName(service, pathname), url, requestId);
@@ -59,7 +59,7 @@ export function microPathHandler(o: MicroPathOptions): (req: IncomingMessage, re
     const q = url.indexOf("?");
     const pathname = q === -1 ? url : url.slice(0, q);
     const handle = async () => {
-      const call = o.handler === "proxy" ? proxy(req, url, pathname, requestId) : await rpc(req, pathname, q === -1 ? "" : url.slice(q), requestId);
+      const call = o.handler === "proxy" ? await proxy(req, url, pathname, requestId) : await rpc(req, pathname, q === -1 ? "" : url.slice(q), requestId);
       at.caller = true;
       await o.caller.call(call, res);
     };

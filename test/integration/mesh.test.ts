@@ -113,6 +113,22 @@ describe("the mesh protocol between sidecars (local registry)", () => {
     }
   });
 
+  it("/proxy: no body, a small body, a large one and a chunked upload all arrive whole (small ones over mesh, the rest streamed over HTTP/1.1)", async () => {
+    const get = await fetch(`${mesh}/proxy/echo/things?q=1`);
+    assert.equal(get.status, 200);
+    assert.deepEqual(await get.json(), { app: "echo", method: "GET", path: "/things?q=1", body: "" });
+    for (const size of [100, 64 * 1024, 64 * 1024 + 1, 300_000]) {
+      const body = "b".repeat(size);
+      const r = await fetch(`${mesh}/proxy/echo/put`, { method: "PUT", body });
+      assert.equal(r.status, 200, String(size));
+      assert.equal(((await r.json()) as { body: string }).body, body, String(size));
+    }
+    const chunks = ["one,", "two,", "three"];
+    const stream = new ReadableStream({ pull(c) { const next = chunks.shift(); if (next === undefined) c.close(); else c.enqueue(new TextEncoder().encode(next)); } });
+    const r = await fetch(`${mesh}/proxy/echo/up`, { method: "POST", body: stream, duplex: "half" } as RequestInit);
+    assert.equal(((await r.json()) as { body: string }).body, "one,two,three");
+  });
+
   it("a call past its deadline is cancelled at the callee's app too (RESET)", async () => {
     const before = echoApp.aborted;
     const r = await rpc(mesh, { service: "echo", endpoint: "/slow?ms=5000", timeout: 300 });
