@@ -8,7 +8,8 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { CLIENT_COMMANDS, DEFAULT_URL, runClientCommand } from "./client-commands.js";
-import { ConfigError, loadConfig } from "./config/index.js";
+import { ConfigError } from "./config/error.js";
+import { loadConfigIsolated } from "./config/isolated.js";
 import { createLogger } from "./log.js";
 import { Sidecar } from "./sidecar.js";
 
@@ -91,7 +92,7 @@ async function main(argv: string[]): Promise<number> {
 
   let loaded;
   try {
-    loaded = loadConfig({ file: values.config, set: values.set ?? [] });
+    loaded = await loadConfigIsolated({ file: values.config, set: values.set ?? [] });
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`sidecar: ${err.message}\n`);

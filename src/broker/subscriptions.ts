@@ -1,6 +1,6 @@
 import http from "node:http";
 import { H } from "../http/headers.js";
-import { subscriptionSchema, type SubscriptionConfig } from "../config/schema.js";
+import type { SubscriptionConfig } from "../config/schema.js";
 import type { Emit } from "../events/types.js";
 import type { Logger } from "../log.js";
 import { Lifecycle, type Component } from "../lifecycle/component.js";
@@ -36,14 +36,20 @@ export function askApp(app: { host: string; port: number; token?: string | undef
           log.warn("the app's GET /sidecar/subscriptions answered an error; using the configured subscriptions only", { status: res.statusCode });
           return resolve([]);
         }
+        let body: unknown;
         try {
-          const list = subscriptionSchema.array().safeParse(JSON.parse(Buffer.concat(chunks).toString("utf8")));
-          if (list.success) return resolve(list.data);
-          for (const issue of list.error.issues) log.error("invalid subscription from the app's GET /sidecar/subscriptions; ignoring them all", { key: issue.path.join("."), error: issue.message });
+          body = JSON.parse(Buffer.concat(chunks).toString("utf8"));
         } catch (err) {
           log.error("the app's GET /sidecar/subscriptions is not JSON; ignoring it", { error: (err as Error).message });
+          return resolve([]);
         }
-        resolve([]);
+        // The config schema (and its validator) is loaded only for an app that lists subscriptions: it is not resident otherwise.
+        void import("../config/schema.js").then(({ subscriptionSchema }) => {
+          const list = subscriptionSchema.array().safeParse(body);
+          if (list.success) return resolve(list.data);
+          for (const issue of list.error.issues) log.error("invalid subscription from the app's GET /sidecar/subscriptions; ignoring them all", { key: issue.path.join("."), error: issue.message });
+          resolve([]);
+        });
       });
     });
     req.once("timeout", () => req.destroy(new Error("timeout")));

@@ -8,17 +8,10 @@ import { envPath, keyTree, nodeAt, type KeyNode } from "./keys.js";
 import { readTls } from "../tls/files.js";
 import { isValidSubject } from "../subjects.js";
 import { REDIS_NO_WILDCARDS } from "../broker/redis/topics.js";
+import { ConfigError, deepFreeze } from "./error.js";
 import { configSchema, DEFAULTS, type Config, type ParsedConfig } from "./schema.js";
 
-/** Every problem found in the config, reported together; the CLI prints them and exits non-zero. */
-export class ConfigError extends Error {
-  readonly problems: readonly string[];
-  constructor(problems: string[]) {
-    super(`invalid configuration:\n  - ${problems.join("\n  - ")}`);
-    this.name = "ConfigError";
-    this.problems = problems;
-  }
-}
+export { ConfigError } from "./error.js";
 
 export interface LoadOptions {
   /** Path of the YAML file; when absent: $SIDECAR_CONFIG, then ./sidecar.yaml if it exists, else none. */
@@ -174,13 +167,6 @@ function resolvePaths<T extends object | undefined>(files: T, cwd: string): T {
   return out as T;
 }
 
-function deepFreeze<T>(value: T): T {
-  if (typeof value === "object" && value !== null) {
-    for (const v of Object.values(value)) deepFreeze(v);
-    Object.freeze(value);
-  }
-  return value;
-}
 
 /**
  * Load the config: YAML file, then SIDECAR_* environment, then --set flags (each overriding the

@@ -7,6 +7,7 @@ import type { Logger } from "../log.js";
 import { waitIdle } from "../lifecycle/wait-idle.js";
 import { certifiedCaller } from "../tls/mesh.js";
 import { dataFrame, END_STREAM, FrameReader, FrameType, headFrame, MeshProtocolError, numberFrame, PREFACE, resetFrame, splitHead, STREAM_WINDOW, type Frame, type RequestHead } from "../transport/mesh/frames.js";
+import { FrameWriter } from "../transport/mesh/writer.js";
 import type { PeerCall, PeerReply } from "./server.js";
 
 /** Calls in flight on one connection; more are refused (503 OVERLOADED, x-sidecar-refused: the caller goes elsewhere). */
@@ -82,6 +83,7 @@ export class MeshInbound {
 class MeshSession {
   readonly #streams = new Map<number, CalleeStream>();
   readonly #reader: FrameReader;
+  readonly #writer: FrameWriter;
   #preface: Buffer | undefined = Buffer.alloc(0);
   #last = 0;
   #goaway = false;
@@ -92,6 +94,7 @@ class MeshSession {
   constructor(readonly socket: Socket, readonly o: MeshInboundOptions, private readonly onClose: () => void, readonly onStreamDone: () => void) {
     this.certified = o.mutualTls ? certifiedCaller(socket) : undefined;
     this.#reader = new FrameReader((f) => this.#frame(f));
+    this.#writer = new FrameWriter(socket);
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 30_000);
     socket.setTimeout(IDLE_MS, () => {
@@ -141,8 +144,7 @@ class MeshSession {
   }
 
   write(frame: Buffer, stream?: CalleeStream): void {
-    if (this.socket.destroyed) return;
-    if (!this.socket.write(frame) && stream) {
+    if (!this.#writer.write(frame) && stream) {
       stream.block();
       this.#blocked.add(stream);
     }

@@ -3,6 +3,7 @@ import { Readable } from "node:stream";
 import tls from "node:tls";
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http";
 import { TransportError, type OutboundRequest, type UpstreamResponse } from "../types.js";
+import { FrameWriter } from "./writer.js";
 import { END_STREAM, FrameReader, FrameType, MeshProtocolError, numberFrame, PREFACE, resetFrame, splitHead, headFrame, type Frame, type ResponseHead } from "./frames.js";
 
 /** A response arriving over a mesh stream: its body is pushed as DATA frames come, and consumed bytes are granted back. */
@@ -62,6 +63,7 @@ export class MeshConnection {
   readonly #socket: net.Socket;
   readonly #streams = new Map<number, Pending>();
   readonly #reader: FrameReader;
+  readonly #writer: FrameWriter;
   #next = 1;
   #connected = false;
   /** A frame arrived: the peer speaks mesh. */
@@ -71,6 +73,7 @@ export class MeshConnection {
   constructor(private readonly o: MeshConnectionOptions) {
     const socket = o.tls ? tls.connect({ host: o.host, port: o.port, ...o.tls }) : net.connect({ host: o.host, port: o.port });
     this.#socket = socket;
+    this.#writer = new FrameWriter(socket);
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 30_000);
     socket.once(o.tls ? "secureConnect" : "connect", () => {
@@ -136,7 +139,7 @@ export class MeshConnection {
   }
 
   #write(frame: Buffer): void {
-    if (!this.#socket.destroyed) this.#socket.write(frame);
+    this.#writer.write(frame);
   }
 
   #frame(f: Frame): void {
