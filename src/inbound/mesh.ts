@@ -180,6 +180,9 @@ class MeshSession {
     }
     const headers = checkedHeaders(head.h);
     if (typeof headers === "string") return stream.error(new SidecarError("BAD_REQUEST", headers));
+    // The body is the frame's: its length is what the app is told, whatever the peer claimed.
+    headers["content-length"] = String(body.length);
+    delete headers["transfer-encoding"];
     const requestId = tagHeaders(headers);
     stream.requestId = requestId;
     this.#streams.set(f.stream, stream);

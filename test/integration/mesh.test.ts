@@ -188,6 +188,15 @@ describe("the mesh protocol between sidecars (local registry)", () => {
     assert.equal(head.s, 400);
     assert.equal(JSON.parse(body.toString()).error.code, "BAD_REQUEST");
     assert.ok(!peer.socket.destroyed);
+    // A content-length that lies about the body: the app is told the body's real length.
+    peer.socket.write(headFrame(FrameType.REQUEST, END_STREAM, 3, { m: "POST", p: "/lied", h: { "x-sidecar-service": "echo", "content-length": "999", "transfer-encoding": "chunked" } }, Buffer.from("abc")));
+    await waitFor(() => peer.frames.some((f) => f.stream === 3 && (f.type === FrameType.END || (f.type === FrameType.RESPONSE && f.flags & END_STREAM))), "the second answer, whole");
+    const frames = peer.frames.filter((f) => f.stream === 3);
+    const second = splitHead<ResponseHead>(frames[0]!.payload);
+    assert.equal(second.head.s, 200);
+    const text = Buffer.concat([second.body, ...frames.filter((f) => f.type === FrameType.DATA).map((f) => f.payload)]).toString();
+    assert.equal(JSON.parse(text).body, "abc");
+    assert.equal(echoApp.callsTo("/lied")[0]!.headers["content-length"], "3");
     peer.socket.destroy();
     assert.equal((await rpc(mesh, { service: "echo", endpoint: "Echo.Call" })).status, 200);
     assert.equal((await rpc(plain, { service: "echo", endpoint: "Echo.Call" })).status, 200);
