@@ -11,6 +11,7 @@ import { LocalRegistry } from "../../src/registry/local.js";
 import type { Sidecar } from "../../src/sidecar.js";
 import { Deadline } from "../../src/http/deadline.js";
 import { MeshConnection } from "../../src/transport/mesh/connection.js";
+import { MeshTransport } from "../../src/transport/mesh/transport.js";
 import { END_STREAM, FrameReader, FrameType, headFrame, numberFrame, PREFACE, splitHead, type Frame, type ResponseHead } from "../../src/transport/mesh/frames.js";
 import { TransportError } from "../../src/transport/types.js";
 import { TestApp } from "../support/app.js";
@@ -342,6 +343,44 @@ describe("MeshConnection against a hand-written peer: what each failure means fo
       assert.equal(err.delivered, false);
       assert.equal(err.code, "MESH_UNSUPPORTED");
     } finally {
+      server.close();
+    }
+  });
+});
+
+describe("MeshTransport: a call caught by a peer's GOAWAY", () => {
+  it("goes once more on a new connection (the peer never saw it), and is answered there", async () => {
+    let connections = 0;
+    const server = net.createServer((socket) => {
+      const n = ++connections;
+      let preface = true;
+      const reader = new FrameReader((f) => {
+        if (f.type !== FrameType.REQUEST) return;
+        // The first connection closes as if idle, having taken no call; the second answers.
+        if (n === 1) socket.end(numberFrame(FrameType.GOAWAY, 0, 0));
+        else socket.write(headFrame(FrameType.RESPONSE, END_STREAM, f.stream, { s: 200, h: {} }, Buffer.from(`connection ${n}`)));
+      });
+      socket.on("data", (c: Buffer) => {
+        if (preface) {
+          preface = false;
+          c = c.subarray(PREFACE.length);
+        }
+        reader.push(c);
+      });
+      socket.on("error", () => undefined);
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+    const transport = new MeshTransport();
+    try {
+      const node = { id: "n-1", service: "s", version: "", address: `127.0.0.1:${(server.address() as net.AddressInfo).port}`, transport: "http", mesh: 1, metadata: {}, endpoints: [], subscriptions: [], registeredAt: "" };
+      const res = await transport.send(node, { method: "POST", path: "/", headers: {}, body: Buffer.from("{}"), deadline: new Deadline(2000) });
+      assert.equal(res.statusCode, 200);
+      const chunks: Buffer[] = [];
+      for await (const c of res) chunks.push(c as Buffer);
+      assert.equal(Buffer.concat(chunks).toString(), "connection 2");
+      assert.equal(connections, 2);
+    } finally {
+      await transport.close();
       server.close();
     }
   });

@@ -37,10 +37,14 @@ export class MeshTransport implements Transport {
     try {
       return await this.#connection(node.address).send(r, this.o.meshToken);
     } catch (err) {
-      if (err instanceof TransportError && err.code === "MESH_UNSUPPORTED") {
+      if (!(err instanceof TransportError)) throw err;
+      if (err.code === "MESH_UNSUPPORTED") {
         this.#unsupported.set(node.address, Date.now() + UNSUPPORTED_FOR_MS);
         return this.#http.send(node, r);
       }
+      // The peer closed an idle connection as the call went out: it never saw the call, so it
+      // goes once more on a new connection (a draining peer refuses it there, or is gone).
+      if (err.code === "GOAWAY" && !r.deadline.cancelled) return this.#connection(node.address).send(r, this.o.meshToken);
       throw err;
     }
   }
