@@ -274,24 +274,27 @@ describe("the mesh protocol when a callee shuts down (local registry)", () => {
   });
 });
 
-describe("MeshConnection against a hand-written peer: what each failure means for resending", () => {
-  /** A peer on 127.0.0.1:0 that reads frames and answers as `onFrame` says. */
-  async function peer(onFrame: (f: Frame, socket: net.Socket) => void): Promise<{ port: number; server: net.Server }> {
-    const server = net.createServer((socket) => {
-      let preface = true;
-      const reader = new FrameReader((f) => onFrame(f, socket));
-      socket.on("data", (c: Buffer) => {
-        if (preface) {
-          preface = false;
-          c = c.subarray(PREFACE.length);
-        }
-        reader.push(c);
-      });
-      socket.on("error", () => undefined);
+/** A peer on 127.0.0.1:0 that reads frames and answers as `onFrame` says (`n`: which connection, from 1). */
+async function peer(onFrame: (f: Frame, socket: net.Socket, n: number) => void): Promise<{ port: number; server: net.Server }> {
+  let connections = 0;
+  const server = net.createServer((socket) => {
+    const n = ++connections;
+    let preface = true;
+    const reader = new FrameReader((f) => onFrame(f, socket, n));
+    socket.on("data", (c: Buffer) => {
+      if (preface) {
+        preface = false;
+        c = c.subarray(PREFACE.length);
+      }
+      reader.push(c);
     });
-    await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
-    return { port: (server.address() as net.AddressInfo).port, server };
-  }
+    socket.on("error", () => undefined);
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  return { port: (server.address() as net.AddressInfo).port, server };
+}
+
+describe("MeshConnection against a hand-written peer: what each failure means for resending", () => {
   const call = (c: MeshConnection) => c.send({ method: "POST", path: "/x", headers: {}, body: Buffer.from("{}"), deadline: new Deadline(2000) }, undefined);
   const failure = async (p: Promise<unknown>) => {
     const err = await p.then(() => assert.fail("expected a failure"), (e: unknown) => e);
@@ -351,28 +354,16 @@ describe("MeshConnection against a hand-written peer: what each failure means fo
 describe("MeshTransport: a call caught by a peer's GOAWAY", () => {
   it("goes once more on a new connection (the peer never saw it), and is answered there", async () => {
     let connections = 0;
-    const server = net.createServer((socket) => {
-      const n = ++connections;
-      let preface = true;
-      const reader = new FrameReader((f) => {
-        if (f.type !== FrameType.REQUEST) return;
-        // The first connection closes as if idle, having taken no call; the second answers.
-        if (n === 1) socket.end(numberFrame(FrameType.GOAWAY, 0, 0));
-        else socket.write(headFrame(FrameType.RESPONSE, END_STREAM, f.stream, { s: 200, h: {} }, Buffer.from(`connection ${n}`)));
-      });
-      socket.on("data", (c: Buffer) => {
-        if (preface) {
-          preface = false;
-          c = c.subarray(PREFACE.length);
-        }
-        reader.push(c);
-      });
-      socket.on("error", () => undefined);
+    const { port, server } = await peer((f, socket, n) => {
+      if (f.type !== FrameType.REQUEST) return;
+      connections = n;
+      // The first connection closes as if idle, having taken no call; the second answers.
+      if (n === 1) socket.end(numberFrame(FrameType.GOAWAY, 0, 0));
+      else socket.write(headFrame(FrameType.RESPONSE, END_STREAM, f.stream, { s: 200, h: {} }, Buffer.from(`connection ${n}`)));
     });
-    await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
     const transport = new MeshTransport();
     try {
-      const node = { id: "n-1", service: "s", version: "", address: `127.0.0.1:${(server.address() as net.AddressInfo).port}`, transport: "http", mesh: 1, metadata: {}, endpoints: [], subscriptions: [], registeredAt: "" };
+      const node = { id: "n-1", service: "s", version: "", address: `127.0.0.1:${port}`, transport: "http", mesh: 1, metadata: {}, endpoints: [], subscriptions: [], registeredAt: "" };
       const res = await transport.send(node, { method: "POST", path: "/", headers: {}, body: Buffer.from("{}"), deadline: new Deadline(2000) });
       assert.equal(res.statusCode, 200);
       const chunks: Buffer[] = [];
