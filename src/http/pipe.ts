@@ -25,3 +25,14 @@ export function pipeBody(upstream: Readable, res: ServerResponse): Promise<void>
     upstream.pipe(res);
   });
 }
+
+/** Write a whole body as the end of our response; resolves once written (as pipeBody does). */
+export function endBody(body: Buffer, res: ServerResponse): Promise<void> {
+  return new Promise((resolve, reject) => {
+    res.once("close", () => {
+      if (!res.writableFinished) reject(new Error("the response closed before the body was written"));
+    });
+    res.once("finish", resolve);
+    res.end(body);
+  });
+}

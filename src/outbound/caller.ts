@@ -3,12 +3,12 @@ import { ERRORS, SidecarError, type ErrorCode } from "../errors.js";
 import { show } from "../names.js";
 import { Deadline } from "../http/deadline.js";
 import { H, publicHeaders } from "../http/headers.js";
-import { pipeBody } from "../http/pipe.js";
+import { endBody, pipeBody } from "../http/pipe.js";
 import { nextTraceparent } from "../http/trace.js";
 import type { NodeRecord } from "../registry/types.js";
 import type { RegistryView } from "../registry/view.js";
 import type { Outcome, Selector, ServiceBalancer } from "../selector/index.js";
-import { replayable, TransportError, type StreamBody, type Transport, type UpstreamResponse } from "../transport/types.js";
+import { discard, replayable, TransportError, type StreamBody, type Transport, type UpstreamResponse } from "../transport/types.js";
 import { OTHER, type CallObserver } from "../metrics.js";
 import { backoffDelay } from "./backoff.js";
 
@@ -115,7 +115,7 @@ export class Caller {
       const headers = publicHeaders(upstream.headers);
       headers[H.requestId] = call.requestId;
       res.writeHead(status, headers);
-      await pipeBody(upstream, res);
+      await (upstream.whole === undefined ? pipeBody(upstream, res) : endBody(upstream.whole, res));
     } catch (err) {
       if (sent && deadline.expired) outcome = "failure";
       // Our caller went away: nobody is left to answer, and that is not the callee's failure.
@@ -195,7 +195,7 @@ export class Caller {
       const refused = upstream.headers[H.refused];
       if (typeof refused === "string" && replayable(call.body)) {
         // The callee sidecar did not hand the call to its app (unhealthy, draining, stale record).
-        upstream.resume();
+        discard(upstream);
         balancer.end(node.id, NODE_FAULTS.has(refused) ? "failure" : "neutral", nodes);
         refusal = refused in ERRORS ? (refused as ErrorCode) : "UPSTREAM_UNREACHABLE";
         failures.push(`${node.id}: ${refused}`);
@@ -204,7 +204,7 @@ export class Caller {
       }
       const status = upstream.statusCode ?? 502;
       if (RETRYABLE.has(status) && retriesLeft > 0 && replayable(call.body) && deadline.remaining() > 0 && balancer.budget.tryRetry()) {
-        upstream.resume();
+        discard(upstream);
         balancer.end(node.id, "failure", nodes);
         failures.push(`${node.id}: ${status}`);
         this.observer?.retry(call.service, "opt_in");

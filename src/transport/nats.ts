@@ -1,4 +1,3 @@
-import { Readable } from "node:stream";
 import { RequestError } from "@nats-io/transport-node";
 import { SidecarError } from "../errors.js";
 import { H } from "../http/headers.js";
@@ -65,11 +64,9 @@ export class NatsTransport implements Transport {
       // The NATS timeout is a little longer than the deadline, so the deadline (→ 504) decides.
       const msg = await Promise.race([this.client.request(nodeSubject(node.id), body, { timeout: r.deadline.remaining() + 100, headers: msgHeaders }), reply]);
       const status = Number(msg.headers?.get(NH.status) ?? 502);
-      const res = Readable.from([Buffer.from(msg.data)]) as UpstreamResponse;
-      res.statusCode = status;
-      res.headers = fromNats(msg.headers, new Set([NH.status]));
-      res.headers["content-length"] = String(msg.data.length);
-      return res;
+      const headers = fromNats(msg.headers, new Set([NH.status]));
+      headers["content-length"] = String(msg.data.length);
+      return { statusCode: status, headers, whole: Buffer.from(msg.data) };
     } catch (err) {
       if (err instanceof TransportError || err instanceof SidecarError) throw err;
       if (err instanceof RequestError && err.isNoResponders()) {

@@ -46,9 +46,24 @@ export class TransportError extends Error {
 }
 
 /** A response head with its body as a stream (an http.IncomingMessage is one). */
-export interface UpstreamResponse extends Readable {
+export interface StreamedResponse extends Readable {
   statusCode?: number | undefined;
   headers: IncomingHttpHeaders;
+  whole?: undefined;
+}
+
+/** A response that arrived whole (a mesh frame, a NATS reply): its body is written at once, no stream made. */
+export interface WholeResponse {
+  statusCode: number;
+  headers: IncomingHttpHeaders;
+  whole: Buffer;
+}
+
+export type UpstreamResponse = StreamedResponse | WholeResponse;
+
+/** Throw an answer's body away (the call goes elsewhere). */
+export function discard(upstream: UpstreamResponse): void {
+  if (upstream.whole === undefined) upstream.resume();
 }
 
 /** Carries a call to a peer sidecar. Implementations: HttpTransport (http.ts). */

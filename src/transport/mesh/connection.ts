@@ -2,12 +2,12 @@ import net from "node:net";
 import { Readable } from "node:stream";
 import tls from "node:tls";
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http";
-import { TransportError, type OutboundRequest, type UpstreamResponse } from "../types.js";
+import { TransportError, type OutboundRequest, type StreamedResponse, type UpstreamResponse } from "../types.js";
 import { FrameWriter } from "./writer.js";
 import { END_STREAM, FrameReader, FrameType, MeshProtocolError, numberFrame, PREFACE, resetFrame, splitHead, headFrame, type Frame, type ResponseHead } from "./frames.js";
 
 /** A response arriving over a mesh stream: its body is pushed as DATA frames come, and consumed bytes are granted back. */
-class MeshResponse extends Readable implements UpstreamResponse {
+class MeshResponse extends Readable implements StreamedResponse {
   statusCode: number;
   headers: IncomingHttpHeaders;
   /** Body bytes received but not yet granted back to the callee. */
@@ -150,10 +150,17 @@ export class MeshConnection {
     switch (f.type) {
       case FrameType.RESPONSE: {
         const { head, body } = splitHead<ResponseHead>(f.payload);
+        if (f.flags & END_STREAM) {
+          // Whole: no stream to make. A copy, so the body does not hold the socket's chunk.
+          this.#streams.delete(f.stream);
+          p.offCancel();
+          p.resolve({ statusCode: head.s, headers: head.h as IncomingHttpHeaders, whole: Buffer.from(body) });
+          this.#settle();
+          return;
+        }
         const res = new MeshResponse(head, (n) => this.#write(numberFrame(FrameType.CREDIT, f.stream, n)));
         if (body.length > 0) res.push(body);
-        if (f.flags & END_STREAM) this.#end(f.stream, p, res);
-        else p.response = res;
+        p.response = res;
         p.resolve(res);
         return;
       }
