@@ -1,8 +1,8 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { freePort } from "./ports.js";
-import { spawnServer, type ServerProcess } from "./server-process.js";
+import { LaunchedServer, spawnServer, type ServerProcess } from "./server-process.js";
 
 const BINARY = process.env.ETCD_BIN ?? "etcd";
 /** What etcd says once it serves clients (3.4 with the zap logger: "serving client traffic insecurely"); in a cluster, once it has joined. */
@@ -26,22 +26,23 @@ interface Member {
  * and peer ports, with a temporary data directory removed on stop. `cluster(3)` starts three
  * members that form one cluster over loopback.
  */
-export class EtcdServer {
-  #server: ServerProcess | undefined;
+export class EtcdServer extends LaunchedServer {
 
   private constructor(
     readonly dataDir: string,
     private readonly me: Member,
     private readonly initialCluster: string,
     private readonly tls?: EtcdTls,
-  ) {}
+  ) {
+    super(dataDir);
+  }
 
   /** One member; with `tls`, clients must speak https and (with `clientCa`) present a certificate that CA signed. */
   static async start(options: { tls?: EtcdTls } = {}): Promise<EtcdServer> {
     const [client, peer] = [await freePort(), await freePort()];
     const me = { name: "e1", client, peer };
     const server = new EtcdServer(mkdtempSync(path.join(os.tmpdir(), "sidecar-etcd-")), me, `e1=http://127.0.0.1:${peer}`, options.tls);
-    await server.#spawn();
+    await server.spawn();
     return server;
   }
 
@@ -51,7 +52,7 @@ export class EtcdServer {
     for (let i = 0; i < size; i++) members.push({ name: `e${i + 1}`, client: await freePort(), peer: await freePort() });
     const initial = members.map((m) => `${m.name}=http://127.0.0.1:${m.peer}`).join(",");
     const servers = members.map((m) => new EtcdServer(mkdtempSync(path.join(os.tmpdir(), "sidecar-etcd-")), m, initial));
-    await Promise.all(servers.map((s) => s.#spawn()));
+    await Promise.all(servers.map((s) => s.spawn()));
     return servers;
   }
 
@@ -59,11 +60,8 @@ export class EtcdServer {
     return `${this.tls ? "https" : "http"}://127.0.0.1:${this.me.client}`;
   }
 
-  get pid(): number | undefined {
-    return this.#server?.proc.pid;
-  }
 
-  async #spawn(): Promise<void> {
+  protected async launch(): Promise<ServerProcess> {
     const { name, peer } = this.me;
     const args = [
       "--name", name, "--data-dir", this.dataDir, "--logger", "zap", "--log-outputs", "stderr",
@@ -72,22 +70,6 @@ export class EtcdServer {
       "--listen-peer-urls", `http://127.0.0.1:${peer}`, "--initial-advertise-peer-urls", `http://127.0.0.1:${peer}`,
       "--initial-cluster", this.initialCluster, "--initial-cluster-state", "new", "--initial-cluster-token", "sidecar-test",
     ];
-    this.#server = (await spawnServer({ name: "etcd", bin: BINARY, args, ready: READY, timeoutMs: 20_000, packageName: "etcd-server" })).server;
-  }
-
-  /** Kill the process (the data directory stays, so restart() keeps keys and leases). */
-  async kill(): Promise<void> {
-    await this.#server?.kill();
-  }
-
-  /** Start again on the same ports and data. */
-  async restart(): Promise<void> {
-    await this.kill();
-    await this.#spawn();
-  }
-
-  async stop(): Promise<void> {
-    await this.kill();
-    rmSync(this.dataDir, { recursive: true, force: true });
+    return (await spawnServer({ name: "etcd", bin: BINARY, args, ready: READY, timeoutMs: 20_000, packageName: "etcd-server" })).server;
   }
 }

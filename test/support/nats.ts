@@ -1,8 +1,8 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { freePort } from "./ports.js";
-import { spawnServer, type ServerProcess } from "./server-process.js";
+import { LaunchedServer, spawnServer, type ServerProcess } from "./server-process.js";
 
 const BINARY = process.env.NATS_SERVER_BIN ?? "nats-server";
 const LISTENING = /Listening for client connections on ([\d.]+):(\d+)/;
@@ -11,14 +11,15 @@ const LISTENING = /Listening for client connections on ([\d.]+):(\d+)/;
  * A real nats-server (Debian's package) for integration tests: JetStream on, bound to
  * 127.0.0.1 on a random port, with a temporary store directory removed on stop.
  */
-export class NatsServer {
-  #server: ServerProcess | undefined;
+export class NatsServer extends LaunchedServer {
 
   private constructor(
     readonly storeDir: string,
     public port: number,
     private readonly extraArgs: string[] = [],
-  ) {}
+  ) {
+    super(storeDir);
+  }
 
   /**
    * A JetStream cluster of `size` servers routed on loopback (name "test", servers s1..sN), for
@@ -30,14 +31,10 @@ export class NatsServer {
     const servers = Array.from({ length: size }, (_, i) => new NatsServer(mkdtempSync(path.join(os.tmpdir(), "sidecar-nats-")), ports[i]!, [
       "-n", `s${i + 1}`, "--cluster_name", "test", "--cluster", `nats://127.0.0.1:${ports[size + i]}`, "--routes", routes(i),
     ]));
-    await Promise.all(servers.map((s) => s.#spawn()));
+    await Promise.all(servers.map((s) => s.spawn()));
     return servers;
   }
 
-  /** The server's process id (benchmarks read its CPU time). */
-  get pid(): number | undefined {
-    return this.#server?.proc.pid;
-  }
 
   /** One server (on `port`, else a random one); `config` is the text of a nats-server config file (authorization, tls, ...). */
   static async start(options: { config?: string; port?: number } = {}): Promise<NatsServer> {
@@ -49,7 +46,7 @@ export class NatsServer {
       extra.push("-c", file);
     }
     const server = new NatsServer(storeDir, options.port ?? -1, extra);
-    await server.#spawn();
+    await server.spawn();
     return server;
   }
 
@@ -57,26 +54,10 @@ export class NatsServer {
     return `nats://127.0.0.1:${this.port}`;
   }
 
-  async #spawn(): Promise<void> {
+  protected async launch(): Promise<ServerProcess> {
     const args = ["-a", "127.0.0.1", "-p", String(this.port), "-js", "-sd", this.storeDir, ...this.extraArgs];
     const { server, ready } = await spawnServer({ name: "nats-server", bin: BINARY, args, ready: LISTENING, timeoutMs: 10_000, packageName: "nats-server" });
-    this.#server = server;
     this.port = Number(ready[2]);
-  }
-
-  /** Stop the process (the store stays, so restart() keeps JetStream data). */
-  async kill(): Promise<void> {
-    await this.#server?.kill();
-  }
-
-  /** Start again on the same port and store. */
-  async restart(): Promise<void> {
-    await this.kill();
-    await this.#spawn();
-  }
-
-  async stop(): Promise<void> {
-    await this.kill();
-    rmSync(this.storeDir, { recursive: true, force: true });
+    return server;
   }
 }

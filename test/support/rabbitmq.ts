@@ -1,8 +1,8 @@
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { freePort } from "./ports.js";
-import { spawnServer, type ServerProcess } from "./server-process.js";
+import { LaunchedServer, spawnServer, type ServerProcess } from "./server-process.js";
 
 /** Debian's server script, run directly: the /usr/sbin wrapper switches to the rabbitmq user. */
 const BINARY = process.env.RABBITMQ_SERVER_BIN ?? "/usr/lib/rabbitmq/bin/rabbitmq-server";
@@ -13,15 +13,16 @@ const READY = /Server startup complete/;
  * (its own name, Erlang cookie and data directory in a temp dir) with its AMQP listener on
  * 127.0.0.1 at a random port, no plugins. The data stays across restart().
  */
-export class RabbitServer {
-  #server: ServerProcess | undefined;
+export class RabbitServer extends LaunchedServer {
 
-  private constructor(readonly dir: string, readonly port: number, private readonly distPort: number) {}
+  private constructor(readonly dir: string, readonly port: number, private readonly distPort: number) {
+    super(dir);
+  }
 
   static async start(): Promise<RabbitServer> {
     const dir = mkdtempSync(path.join(os.tmpdir(), "sidecar-rabbit-"));
     const server = new RabbitServer(dir, await freePort(), await freePort());
-    await server.#spawn();
+    await server.spawn();
     return server;
   }
 
@@ -29,13 +30,10 @@ export class RabbitServer {
     return `amqp://guest:guest@127.0.0.1:${this.port}`;
   }
 
-  get pid(): number | undefined {
-    return this.#server?.proc.pid;
-  }
 
   /** The Erlang VM's process id (the script's child, in its process group): benchmarks read its CPU time. */
   get vmPid(): number | undefined {
-    const group = this.#server?.proc.pid;
+    const group = this.pid;
     if (group === undefined) return undefined;
     for (const entry of readdirSync("/proc")) {
       if (!/^\d+$/.test(entry)) continue;
@@ -50,7 +48,7 @@ export class RabbitServer {
     return undefined;
   }
 
-  async #spawn(): Promise<void> {
+  protected async launch(): Promise<ServerProcess> {
     const d = this.dir;
     mkdirSync(path.join(d, "log"), { recursive: true });
     writeFileSync(path.join(d, "enabled_plugins"), "[].\n");
@@ -71,23 +69,6 @@ export class RabbitServer {
     writeFileSync(path.join(d, "rabbitmq.conf"), "loopback_users = none\n");
     // Its own process group: the script starts the Erlang VM (and epmd) as children, and kill()
     // must take them all.
-    this.#server = (await spawnServer({ name: "rabbitmq-server", bin: BINARY, args: [], env, ready: READY, timeoutMs: 60_000, packageName: "rabbitmq-server", group: true })).server;
-  }
-
-  /** Kill the node (SIGKILL to its process group: the script, the Erlang VM; the data directory stays). */
-  async kill(): Promise<void> {
-    await this.#server?.kill();
-    this.#server = undefined;
-  }
-
-  /** Start again on the same port, node name and data. */
-  async restart(): Promise<void> {
-    await this.kill();
-    await this.#spawn();
-  }
-
-  async stop(): Promise<void> {
-    await this.kill();
-    rmSync(this.dir, { recursive: true, force: true });
+    return (await spawnServer({ name: "rabbitmq-server", bin: BINARY, args: [], env, ready: READY, timeoutMs: 60_000, packageName: "rabbitmq-server", group: true })).server;
   }
 }

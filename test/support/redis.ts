@@ -1,8 +1,8 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { freePort } from "./ports.js";
-import { spawnServer, type ServerProcess } from "./server-process.js";
+import { LaunchedServer, spawnServer, type ServerProcess } from "./server-process.js";
 
 const BINARY = process.env.REDIS_SERVER_BIN ?? "/usr/bin/redis-server";
 const READY = /Ready to accept connections/;
@@ -19,10 +19,11 @@ export interface RedisTls {
  * port, with a temporary directory removed on stop. The append-only file is on and fsynced at
  * every write, so a kill -9 and restart() keep every entry Redis acknowledged.
  */
-export class RedisServer {
-  #server: ServerProcess | undefined;
+export class RedisServer extends LaunchedServer {
 
-  private constructor(readonly dir: string, readonly port: number, private readonly extraArgs: string[], private readonly tls?: RedisTls) {}
+  private constructor(readonly dir: string, readonly port: number, private readonly extraArgs: string[], private readonly tls?: RedisTls) {
+    super(dir);
+  }
 
   /**
    * `args`: more redis-server options, e.g. ["--requirepass", "secret"]. `tls`: TLS only (the port
@@ -30,7 +31,7 @@ export class RedisServer {
    */
   static async start(options: { args?: string[]; tls?: RedisTls } = {}): Promise<RedisServer> {
     const server = new RedisServer(mkdtempSync(path.join(os.tmpdir(), "sidecar-redis-")), await freePort(), options.args ?? [], options.tls);
-    await server.#spawn();
+    await server.spawn();
     return server;
   }
 
@@ -38,11 +39,8 @@ export class RedisServer {
     return `${this.tls ? "rediss" : "redis"}://127.0.0.1:${this.port}`;
   }
 
-  get pid(): number | undefined {
-    return this.#server?.proc.pid;
-  }
 
-  async #spawn(): Promise<void> {
+  protected async launch(): Promise<ServerProcess> {
     const listen = this.tls
       ? ["--port", "0", "--tls-port", String(this.port), "--tls-cert-file", this.tls.cert, "--tls-key-file", this.tls.key, "--tls-ca-cert-file", this.tls.ca]
       : ["--port", String(this.port)];
@@ -52,22 +50,6 @@ export class RedisServer {
       "--daemonize", "no", "--logfile", "", "--protected-mode", "no",
       ...this.extraArgs,
     ];
-    this.#server = (await spawnServer({ name: "redis-server", bin: BINARY, args, ready: READY, timeoutMs: 10_000, packageName: "redis-server" })).server;
-  }
-
-  /** Kill the process with SIGKILL (the directory stays, so restart() keeps the data). */
-  async kill(): Promise<void> {
-    await this.#server?.kill();
-  }
-
-  /** Start again on the same port and directory (the append-only file is replayed). */
-  async restart(): Promise<void> {
-    await this.kill();
-    await this.#spawn();
-  }
-
-  async stop(): Promise<void> {
-    await this.kill();
-    rmSync(this.dir, { recursive: true, force: true });
+    return (await spawnServer({ name: "redis-server", bin: BINARY, args, ready: READY, timeoutMs: 10_000, packageName: "redis-server" })).server;
   }
 }

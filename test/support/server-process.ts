@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { rmSync } from "node:fs";
 
 /** A real server a test launcher started (nats-server, etcd, redis-server, rabbitmq-server). */
 export interface ServerProcess {
@@ -83,4 +84,44 @@ export async function spawnServer(o: SpawnOptions): Promise<{ server: ServerProc
     });
   });
   return { server, ready };
+}
+
+/**
+ * What every launcher does around its one process, written once: `launch()` starts the process
+ * on the launcher's own ports and data; kill() leaves the data (so restart() keeps what the
+ * server stored), restart() launches again on it, stop() also removes the data directory.
+ */
+export abstract class LaunchedServer {
+  #server: ServerProcess | undefined;
+
+  protected constructor(private readonly dataPath: string) {}
+
+  /** Start the process and resolve once it is ready. */
+  protected abstract launch(): Promise<ServerProcess>;
+
+  protected async spawn(): Promise<void> {
+    this.#server = await this.launch();
+  }
+
+  /** The process id while it runs (benchmarks read its CPU time). */
+  get pid(): number | undefined {
+    return this.#server?.proc.pid;
+  }
+
+  /** SIGKILL; the data stays. */
+  async kill(): Promise<void> {
+    await this.#server?.kill();
+    this.#server = undefined;
+  }
+
+  /** Start again on the same ports and data. */
+  async restart(): Promise<void> {
+    await this.kill();
+    await this.spawn();
+  }
+
+  async stop(): Promise<void> {
+    await this.kill();
+    rmSync(this.dataPath, { recursive: true, force: true });
+  }
 }
