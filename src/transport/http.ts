@@ -16,6 +16,11 @@ const NOT_CONNECTED = new Set([
   "UNABLE_TO_GET_ISSUER_CERT_LOCALLY", "CERT_HAS_EXPIRED", "CERT_NOT_YET_VALID", "EPROTO",
 ]);
 
+/** A connection error that proves the request was never sent (refused, unreachable, a TLS handshake or alert that failed). */
+export function neverSent(code: string): boolean {
+  return NOT_CONNECTED.has(code) || code.startsWith("ERR_SSL_");
+}
+
 export interface HttpTransportOptions {
   /** Upper bound of pooled connections per peer. Default 256. */
   maxSockets?: number;
@@ -83,7 +88,7 @@ export class HttpTransport implements Transport {
       // told from a peer dying mid-request, and resending could run a call twice. Draining peers
       // refuse politely (and close) instead, so graceful shutdowns still fail over cleanly.
       // A TLS alert from the peer (ERR_SSL_*: e.g. it refused our certificate) means its HTTP layer never saw the request.
-      const delivered = !NOT_CONNECTED.has(code) && !code.startsWith("ERR_SSL_");
+      const delivered = !neverSent(code);
       throw new TransportError(`${node.address}: ${err.message}`, { delivered, code, cause: err });
     });
   }

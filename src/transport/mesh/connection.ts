@@ -3,6 +3,8 @@ import { Readable } from "node:stream";
 import tls from "node:tls";
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http";
 import { TransportError, type OutboundRequest, type StreamedResponse, type UpstreamResponse } from "../types.js";
+import { H } from "../../http/headers.js";
+import { neverSent } from "../http.js";
 import { FrameWriter } from "./writer.js";
 import { END_STREAM, FrameReader, FrameType, MeshProtocolError, numberFrame, PREFACE, resetFrame, splitHead, headFrame, type Frame, type ResponseHead } from "./frames.js";
 
@@ -33,13 +35,6 @@ interface Pending {
   response?: MeshResponse;
   offCancel(): void;
 }
-
-/** Connection failures that prove nothing was sent: like HttpTransport's, plus a peer that does not speak mesh. */
-const NOT_CONNECTED = new Set([
-  "ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "ENOTFOUND", "EAI_AGAIN", "EADDRNOTAVAIL",
-  "ERR_TLS_CERT_ALTNAME_INVALID", "DEPTH_ZERO_SELF_SIGNED_CERT", "SELF_SIGNED_CERT_IN_CHAIN", "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
-  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY", "CERT_HAS_EXPIRED", "CERT_NOT_YET_VALID", "EPROTO",
-]);
 
 export interface MeshConnectionOptions {
   host: string;
@@ -91,7 +86,7 @@ export class MeshConnection {
     });
     socket.on("error", (err: NodeJS.ErrnoException) => {
       const code = err.code ?? "EUNKNOWN";
-      const never = !this.#connected || NOT_CONNECTED.has(code) || code.startsWith("ERR_SSL_");
+      const never = !this.#connected || neverSent(code);
       this.#fail(code, err.message, never ? false : undefined, err);
     });
     socket.on("close", () => this.#fail("ECONNRESET", "the peer closed the mesh connection", this.#connected ? undefined : false));
@@ -113,7 +108,7 @@ export class MeshConnection {
     this.#next += 2;
     const body = r.body as Buffer;
     const headers: OutgoingHttpHeaders = { ...r.headers, "content-length": body.length };
-    if (token) headers["x-sidecar-mesh-token"] = token;
+    if (token) headers[H.meshToken] = token;
     return new Promise<UpstreamResponse>((resolve, reject) => {
       const pending: Pending = {
         resolve,
