@@ -2,6 +2,7 @@ import type { OutgoingHttpHeaders } from "node:http";
 import { SidecarError } from "../errors.js";
 import { memberSpan } from "../api/envelope.js";
 import type { Deadline } from "../http/deadline.js";
+import { readUpstream } from "../http/response.js";
 import type { AppClient } from "./app-client.js";
 
 /** How an RPC-style call reaches an app: `http` (POST to the endpoint's path) or `jsonrpc` (go-micro's JSON-RPC on `/`). */
@@ -45,23 +46,14 @@ export async function callJsonRpc(app: AppClient, service: string, method: strin
     body: payload,
     deadline,
   });
-  const chunks: Buffer[] = [];
-  let size = 0;
+  let answer: Buffer | null;
   try {
-    for await (const chunk of upstream as AsyncIterable<Buffer>) {
-      size += chunk.length;
-      if (size > MAX_JSONRPC_ANSWER) {
-        upstream.destroy();
-        throw new SidecarError("RESPONSE_TOO_LARGE", `the JSON-RPC answer of the app of '${service}' is larger than ${MAX_JSONRPC_ANSWER} bytes`);
-      }
-      chunks.push(chunk);
-    }
+    answer = await readUpstream(upstream, MAX_JSONRPC_ANSWER);
   } catch (err) {
-    if (err instanceof SidecarError) throw err;
     if (deadline.expired) throw new SidecarError("TIMEOUT", `the app of '${service}' did not answer within ${deadline.ms}ms`, { cause: err });
     throw new SidecarError("APP_UNREACHABLE", `the JSON-RPC answer of the app of '${service}' broke off: ${(err as Error).message}`, { cause: err });
   }
-  const answer = Buffer.concat(chunks, size);
+  if (answer === null) throw new SidecarError("RESPONSE_TOO_LARGE", `the JSON-RPC answer of the app of '${service}' is larger than ${MAX_JSONRPC_ANSWER} bytes`);
   const bad = (why: string) => new SidecarError("BAD_APP_RESPONSE", `the app of '${service}' (JSON-RPC) answered ${method} with HTTP ${upstream.statusCode ?? "?"} and ${why}`);
   let parsed: unknown;
   try {

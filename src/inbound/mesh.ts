@@ -1,4 +1,5 @@
-import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from "node:http";
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http";
+import type { StreamedResponse } from "../http/response.js";
 import type { Socket } from "node:net";
 import { errorBody, SidecarError } from "../errors.js";
 import { H, tagHeaders } from "../http/headers.js";
@@ -227,7 +228,7 @@ function checkedHeaders(h: Record<string, unknown>): IncomingHttpHeaders | strin
 class CalleeStream implements PeerReply {
   requestId = "";
   #window = STREAM_WINDOW;
-  #upstream: IncomingMessage | undefined;
+  #upstream: StreamedResponse | undefined;
   #blocked = false;
   #headSent = false;
   #finished = false;
@@ -252,13 +253,13 @@ class CalleeStream implements PeerReply {
     this.#finish(status);
   }
 
-  stream(status: number, headers: OutgoingHttpHeaders, upstream: IncomingMessage): Promise<void> {
+  stream(status: number, headers: OutgoingHttpHeaders, upstream: StreamedResponse): Promise<void> {
     const length = Number(headers["content-length"]);
     return Number.isFinite(length) && length <= WHOLE_BODY ? this.#collect(status, headers, upstream) : this.#pipe(status, headers, upstream);
   }
 
   /** A small body of known length: read it all, then one frame with the head. */
-  #collect(status: number, headers: OutgoingHttpHeaders, upstream: IncomingMessage): Promise<void> {
+  #collect(status: number, headers: OutgoingHttpHeaders, upstream: StreamedResponse): Promise<void> {
     return new Promise((resolve, reject) => {
       this.#settled = resolve;
       const chunks: Buffer[] = [];
@@ -276,7 +277,7 @@ class CalleeStream implements PeerReply {
   }
 
   /** Head now, then DATA frames within the window the caller grants, then END. */
-  #pipe(status: number, headers: OutgoingHttpHeaders, upstream: IncomingMessage): Promise<void> {
+  #pipe(status: number, headers: OutgoingHttpHeaders, upstream: StreamedResponse): Promise<void> {
     this.#headSent = true;
     this.session.write(headFrame(FrameType.RESPONSE, 0, this.id, { s: status, h: headers as Record<string, string> }));
     this.#upstream = upstream;

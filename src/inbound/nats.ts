@@ -3,6 +3,7 @@ import type { Msg, Subscription } from "@nats-io/transport-node";
 import { errorBody, SidecarError, toSidecarError } from "../errors.js";
 import { nextTraceContext } from "../http/trace.js";
 import { Deadline } from "../http/deadline.js";
+import { readUpstream } from "../http/response.js";
 import { publicHeaders, H, toApp } from "../http/headers.js";
 import type { Logger } from "../log.js";
 import { closedError, type Component } from "../lifecycle/component.js";
@@ -119,18 +120,10 @@ export class NatsInbound implements Component {
       }
       const upstream = await this.o.app.send({ method: h?.get(NH.method) || "POST", path: h?.get(NH.path) || "/", headers, body: Buffer.from(msg.data), deadline });
       const limit = maxBody(this.client);
-      const chunks: Buffer[] = [];
-      let size = 0;
-      for await (const chunk of upstream as AsyncIterable<Buffer>) {
-        size += chunk.length;
-        if (size > limit) {
-          upstream.destroy();
-          throw new SidecarError("RESPONSE_TOO_LARGE", `the app's response is larger than the NATS server's max payload allows (${limit} bytes)`);
-        }
-        chunks.push(chunk);
-      }
+      const body = await readUpstream(upstream, limit);
+      if (body === null) throw new SidecarError("RESPONSE_TOO_LARGE", `the app's response is larger than the NATS server's max payload allows (${limit} bytes)`);
       // The app's own x-sidecar-refused (or any internal header) must not steer the calling sidecar.
-      this.#reply(msg, upstream.statusCode ?? 502, publicHeaders(upstream.headers, TO_PEER_DROP), Buffer.concat(chunks, size));
+      this.#reply(msg, upstream.statusCode ?? 502, publicHeaders(upstream.headers, TO_PEER_DROP), body);
     } catch (err) {
       const e = toSidecarError(err);
       if (e.status >= 500) this.o.log.warn("NATS call into the app failed", { code: e.code, error: e.message, requestId, traceparent });

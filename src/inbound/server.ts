@@ -3,6 +3,7 @@ import { SidecarError } from "../errors.js";
 import { Deadline, MAX_TIMEOUT_MS } from "../http/deadline.js";
 import { publicHeaders, H, requestIdOf, toApp } from "../http/headers.js";
 import { pipeBody } from "../http/pipe.js";
+import type { StreamedResponse } from "../http/response.js";
 import { sendError } from "../http/reply.js";
 import type { Secret } from "../http/auth.js";
 import type { Logger } from "../log.js";
@@ -72,7 +73,7 @@ export interface PeerReply {
   /** A whole answer. */
   whole(status: number, headers: OutgoingHttpHeaders, body: Buffer): void;
   /** The app's answer, streamed; resolves once written. */
-  stream(status: number, headers: OutgoingHttpHeaders, upstream: IncomingMessage): Promise<void>;
+  stream(status: number, headers: OutgoingHttpHeaders, upstream: StreamedResponse): Promise<void>;
   /** An error answer (JSON body, logged), or the answer broken off when its head is already out. */
   error(err: unknown, extraHeaders?: Record<string, string>): void;
 }
@@ -206,7 +207,8 @@ export class InboundHandler {
       // The app's own x-sidecar-refused (or any internal header) must not steer the calling sidecar.
       const back = publicHeaders(upstream.headers);
       back[H.requestId] = requestId;
-      await reply.stream(upstream.statusCode ?? 502, back, upstream);
+      if (upstream.whole !== undefined) reply.whole(upstream.statusCode, back, upstream.whole);
+      else await reply.stream(upstream.statusCode ?? 502, back, upstream);
     } catch (err) {
       // The calling sidecar went away (its caller gave up): nobody is left to answer.
       if (deadline.cancelled && !deadline.expired) return;

@@ -1,7 +1,10 @@
-import type { IncomingHttpHeaders, OutgoingHttpHeaders } from "node:http";
+import type { OutgoingHttpHeaders } from "node:http";
 import type { Readable } from "node:stream";
 import type { Deadline } from "../http/deadline.js";
 import type { NodeRecord } from "../registry/types.js";
+import type { UpstreamResponse } from "../http/response.js";
+
+export { discard, type StreamedResponse, type UpstreamResponse, type WholeResponse } from "../http/response.js";
 
 /**
  * A request body streamed from the caller (the proxy route): never buffered, so it can be sent
@@ -43,27 +46,6 @@ export class TransportError extends Error {
     this.delivered = options.delivered;
     this.code = options.code;
   }
-}
-
-/** A response head with its body as a stream (an http.IncomingMessage is one). */
-export interface StreamedResponse extends Readable {
-  statusCode?: number | undefined;
-  headers: IncomingHttpHeaders;
-  whole?: undefined;
-}
-
-/** A response that arrived whole (a mesh frame, a NATS reply): its body is written at once, no stream made. */
-export interface WholeResponse {
-  statusCode: number;
-  headers: IncomingHttpHeaders;
-  whole: Buffer;
-}
-
-export type UpstreamResponse = StreamedResponse | WholeResponse;
-
-/** Throw an answer's body away (the call goes elsewhere). */
-export function discard(upstream: UpstreamResponse): void {
-  if (upstream.whole === undefined) upstream.resume();
 }
 
 /** Carries a call to a peer sidecar. Implementations: HttpTransport (http.ts). */
