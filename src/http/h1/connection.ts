@@ -233,10 +233,8 @@ export class H1Connection {
 
   /** After each read: hand out the head, and release the connection once the answer is complete. */
   #settle(): void {
-    if (this.#broken) return this.destroy(this.#broken);
     const ex = this.#ex;
-    if (!ex?.headers) return;
-    if (!ex.answered) {
+    if (ex?.headers && !ex.answered) {
       ex.answered = true;
       if (ex.complete) {
         const whole = ex.parts.length === 0 ? EMPTY : ex.parts.length === 1 ? ex.parts[0]! : Buffer.concat(ex.parts);
@@ -249,7 +247,9 @@ export class H1Connection {
       }
       ex.parts = [];
     }
-    if (!ex.complete) return;
+    // Bytes no request asked for (after a complete answer, or on an idle connection): that connection is done.
+    if (this.#broken) return this.destroy(this.#broken);
+    if (!ex?.complete) return;
     this.#ex = undefined;
     // An answer that came before the request was all sent leaves the connection mid-request.
     if (ex.keepAlive && ex.sent && !this.closed) {

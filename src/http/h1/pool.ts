@@ -7,7 +7,7 @@ export interface H1PoolOptions {
   port: number;
   /** Connections open at once; further requests wait for one. Default 256. */
   maxSockets?: number;
-  /** How long an idle connection is kept when the app sends no `Keep-Alive: timeout=` hint, in ms. Default 4000 (under node's 5 s keepAliveTimeout). */
+  /** How long an idle connection is kept, in ms; shorter when the app's `Keep-Alive: timeout=` hint says so. Default 4000 (under node's 5 s keepAliveTimeout). */
   idleTimeout?: number;
 }
 
@@ -122,7 +122,7 @@ export class H1Pool {
 
   #closeIdle(): void {
     const now = performance.now();
-    for (const c of [...this.#idle]) if (now - c.idleSince >= (c.keepAliveMs ?? this.#o.idleTimeout)) c.destroy(null);
+    for (const c of [...this.#idle]) if (now - c.idleSince >= Math.min(c.keepAliveMs ?? Infinity, this.#o.idleTimeout)) c.destroy(null);
     if (this.#idle.length === 0 && this.#sweep) {
       clearInterval(this.#sweep);
       this.#sweep = undefined;
