@@ -123,6 +123,27 @@ describe("the app client's HTTP/1.1 pool (http/h1) against real servers", () => 
     assert.equal(await text(r), "part1-part2");
   });
 
+  it("a body's end (its stream destroyed after the last byte) leaves its connection, by then another call's, alone", async () => {
+    const urls: string[] = [];
+    const s = await httpServer((req, res) => {
+      urls.push(req.url!);
+      if (req.url === "/slow") return void setTimeout(() => res.end("second"), 50);
+      res.write("a-");
+      setTimeout(() => res.end("b"), 10);
+    });
+    cleanup.push(s.close);
+    const p = pool(s.port, { maxSockets: 1 });
+    const first = await get(p, "/stream");
+    assert.equal(first.whole, undefined);
+    // Waits for the one connection, and gets it the moment the first answer is complete, before anyone read its end.
+    const second = get(p, "/slow");
+    await waitFor(() => urls.includes("/slow"), "the waiter to be sent on the connection the first answer left");
+    assert.equal(await text(first), "a-b");
+    (first as Readable).destroy();
+    assert.equal(await second.then(text), "second");
+    assert.equal(s.connections(), 1);
+  });
+
   it("reads a body delimited by the connection's close, and does not reuse that connection", async () => {
     const s = await rawServer((sock) => sock.end("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end"));
     cleanup.push(s.close);

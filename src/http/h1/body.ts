@@ -6,8 +6,8 @@ import type { StreamedResponse } from "../response.js";
 export interface BodySource {
   /** The reader wants more: resume reading the socket. */
   resume(): void;
-  /** The reader stopped before the end: the connection cannot be reused. */
-  abandon(err: Error | null): void;
+  /** The reader stopped before the end: the connection cannot be reused (unless this body is already done with it). */
+  abandon(body: H1Body, err: Error | null): void;
 }
 
 /** A response body that did not arrive in one read: pushed from the parser, with backpressure on the socket. */
@@ -25,7 +25,7 @@ export class H1Body extends Readable implements StreamedResponse {
   }
 
   override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {
-    this.source.abandon(err);
+    this.source.abandon(this, err);
     callback(err);
   }
 }

@@ -268,9 +268,9 @@ export class H1Connection {
     if (!this.closed) this.socket.resume();
   }
 
-  /** BodySource: the body stream was destroyed before its end. */
-  abandon(err: Error | null): void {
-    if (this.#ex && !this.#ex.complete) this.destroy(err ?? coded("the response body was abandoned", "ECONNRESET"));
+  /** BodySource: a body stream was destroyed. Before its end, its connection goes too; a body already read has left the connection to others. */
+  abandon(body: H1Body, err: Error | null): void {
+    if (this.#ex?.body === body && !this.#ex.complete) this.destroy(err ?? coded("the response body was abandoned", "ECONNRESET"));
   }
 
   /** Cancel whatever is in flight (a deadline, the caller gone): the connection goes with it. */
