@@ -1,10 +1,10 @@
-import http from "node:http";
 import type { TrafficWindows } from "../traffic/window.js";
 import { H, toApp } from "../http/headers.js";
 import { isStructured } from "./cloudevents.js";
 import type { Logger } from "../log.js";
 import { Lifecycle, type Component } from "../lifecycle/component.js";
-import { formatAddress } from "../transport/http.js";
+import { Deadline } from "../http/deadline.js";
+import { H1Pool } from "../http/h1/pool.js";
 import type { Broker, DeliverFn, Delivery, Outcome, SubscriptionCounters, SubscriptionSpec } from "./types.js";
 
 /** Headers that make a delivery a CloudEvent in binary mode. */
@@ -40,17 +40,15 @@ interface Answer {
  * is dropped silently: without a dead-letter topic the message id is logged as an error.
  */
 export class Relay implements Component {
-  readonly #lifecycle = new Lifecycle("relay", { close: () => this.#agent.destroy() });
-  readonly #agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
-
-  /** The Host header: with a flat header list node:http does not add it. */
-  readonly #host: string;
+  readonly #lifecycle = new Lifecycle("relay", { close: () => this.#pool.close() });
+  /** Keep-alive connections to the app (http/h1, as the inbound calls use). */
+  readonly #pool: H1Pool;
 
   constructor(private readonly o: RelayOptions) {
-    this.#host = formatAddress(o.app.host, o.app.port);
+    this.#pool = new H1Pool({ host: o.app.host, port: o.app.port, maxSockets: 256 });
   }
 
-  #post(spec: SubscriptionSpec, d: Delivery): Promise<Answer> {
+  async #post(spec: SubscriptionSpec, d: Delivery): Promise<Answer> {
     // A structured event is delivered as it was published: its attributes are in the body, and
     // ce-* headers beside it (the copies the publish made for the message id) would only disagree.
     const structured = isStructured(d.headers["content-type"]);
@@ -69,25 +67,18 @@ export class Relay implements Component {
     headers[H.topic] = d.topic;
     headers[H.attempt] = String(d.attempt);
     headers[H.subscription] = spec.name;
-    headers["content-length"] = d.body.length;
     if (this.o.appToken) headers[H.appToken] = this.o.appToken;
-    // A flat [name, value, ...] list is written as given; an object costs node:http a setHeader() per header.
-    const flat: string[] = ["host", this.#host];
-    for (const k of Object.keys(headers)) {
-      const v = headers[k]!;
-      if (Array.isArray(v)) for (const one of v) flat.push(k, one);
-      else flat.push(k, String(v));
+    // One deadline for the whole delivery, the head and the body of the app's answer.
+    const deadline = new Deadline(spec.timeout);
+    try {
+      const res = await this.#pool.request({ method: "POST", path: spec.path, headers, body: d.body }, deadline);
+      if (res.whole === undefined) for await (const _ of res as AsyncIterable<Buffer>);
+      return { status: res.statusCode ?? 0 };
+    } catch (err) {
+      return { status: 0, error: deadline.expired ? `no answer within ${spec.timeout}ms` : (err as Error).message };
+    } finally {
+      deadline.done();
     }
-    return new Promise((resolve) => {
-      const req = http.request({ host: this.o.app.host, port: this.o.app.port, method: "POST", path: spec.path, headers: flat, agent: this.#agent, timeout: spec.timeout }, (res) => {
-        res.resume();
-        res.once("end", () => resolve({ status: res.statusCode ?? 0 }));
-        res.once("error", (err) => resolve({ status: 0, error: err.message }));
-      });
-      req.once("timeout", () => req.destroy(new Error(`no answer within ${spec.timeout}ms`)));
-      req.once("error", (err) => resolve({ status: 0, error: err.message }));
-      req.end(d.body);
-    });
   }
 
   /** The delivery function of one subscription, counting into `counters`. */
@@ -137,7 +128,7 @@ export class Relay implements Component {
     return { kind: "dead" };
   }
 
-  /** Nothing to open: the agent connects on the first delivery. After close() it rejects with CLOSED. */
+  /** Nothing to open: the pool connects on the first delivery. After close() it rejects with CLOSED. */
   start(): Promise<void> {
     return this.#lifecycle.start();
   }
