@@ -134,7 +134,7 @@ function resolve(parsed: ParsedConfig, cwd: string): Config {
     mesh: { ...parsed.mesh, tls: resolvePaths(parsed.mesh.tls, cwd) },
     nats: parsed.nats
       ? { ...parsed.nats, tls: resolvePaths(parsed.nats.tls, cwd), ...(parsed.nats.credentials ? { credentials: path.resolve(cwd, parsed.nats.credentials) } : {}) }
-      : { servers: [...DEFAULTS.natsServers] },
+      : { servers: [...DEFAULTS.natsServers], pingInterval: DEFAULTS.natsPingInterval },
     etcd: parsed.etcd ? { ...parsed.etcd, tls: resolvePaths(parsed.etcd.tls, cwd) } : { endpoints: [...DEFAULTS.etcdEndpoints], prefix: DEFAULTS.etcdPrefix },
     redis: resolveRedis(parsed.redis, cwd),
   };

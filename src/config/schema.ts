@@ -22,6 +22,8 @@ export const DEFAULTS = {
   registryTtl: 15_000,
   registryBucket: "sidecar_registry",
   natsServers: ["nats://127.0.0.1:4222"],
+  /** nats.js's default is 2 minutes: behind a network that drops packets the client would not look for another server for up to 4. */
+  natsPingInterval: 5_000,
   etcdEndpoints: ["http://127.0.0.1:2379"],
   etcdPrefix: "/sidecar/registry/",
   rabbitmqUrl: "amqp://127.0.0.1:5672",
@@ -214,6 +216,8 @@ export const configSchema = z.strictObject({
       tls: z.strictObject({ ca: file.optional(), cert: file.optional(), key: file.optional() }).optional(),
       /** Client name shown by the server; default "sidecar-<service>". */
       name: z.string().optional(),
+      /** How often the client pings its server; two pings unanswered and it reconnects (to another server of a cluster). */
+      pingInterval: positiveDuration("nats.pingInterval").default(DEFAULTS.natsPingInterval),
     })
     .optional(),
   /** The etcd registry (registry.kind: etcd): etcd's v3 API, records under leases. */

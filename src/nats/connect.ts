@@ -15,13 +15,17 @@ import {
   type SubscriptionOptions,
 } from "@nats-io/transport-node";
 import type { Config } from "../config/index.js";
+import { DEFAULTS } from "../config/schema.js";
 import type { Logger } from "../log.js";
 import { sleep, withDeadline } from "../lifecycle/wait-idle.js";
 
 export type NatsStatus = "connected" | "disconnected" | "closed";
 
 /** The nats.js options for a `nats` config section: servers, credentials and TLS. */
-export function connectOptions(options: Config["nats"] & { name: string }): NodeConnectionOptions {
+/** A `nats` config section; `pingInterval` may be left out (then its default). */
+export type NatsOptions = Omit<Config["nats"], "pingInterval"> & { pingInterval?: number | undefined; name: string };
+
+export function connectOptions(options: NatsOptions): NodeConnectionOptions {
   const { tls } = options;
   return {
     servers: options.servers,
@@ -31,6 +35,10 @@ export function connectOptions(options: Config["nats"] & { name: string }): Node
     // A server that accepts the TCP connection but never completes the handshake (e.g. it refused
     // our TLS certificate after the fact) fails the attempt in 5 s, not nats.js's default 20 s.
     timeout: 5_000,
+    // A connection whose packets vanish (a partition, a host cut off) sends no reset: only
+    // unanswered pings reveal it. Two missed, and the client reconnects, to another server if one answers.
+    pingInterval: options.pingInterval ?? DEFAULTS.natsPingInterval,
+    maxPingOut: 2,
     ...(options.token ? { token: options.token } : {}),
     ...(options.user ? { user: options.user, pass: options.password ?? "" } : {}),
     // Read at every (re)connection, so a rotated credentials file is picked up.
@@ -67,7 +75,7 @@ export class NatsClient {
    * `onWaiting` hears of every failed attempt (the log only of some): "refused" credentials, else "unreachable".
    */
   static async connect(
-    options: Config["nats"] & { name: string },
+    options: NatsOptions,
     log: Logger,
     signal?: AbortSignal,
     onWaiting?: (why: "unreachable" | "refused", error: string) => void,
