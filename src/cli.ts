@@ -11,9 +11,11 @@ import { CLIENT_COMMANDS, DEFAULT_URL, runClientCommand } from "./client-command
 import { ConfigError } from "./config/error.js";
 import { loadConfigIsolated } from "./config/isolated.js";
 import { createLogger } from "./log.js";
+import { run } from "./run/run.js";
 import { Sidecar } from "./sidecar.js";
 
 const USAGE = `Usage: sidecar start [--config FILE] [--set key.path=value ...]
+       sidecar run [--name NAME] [--app-port PORT] [start's options] -- <command> [args ...]
        sidecar call <service> <endpoint> [json] | publish <topic> [data] | services [--url URL]
 
 Runs the sidecar beside an app. Config comes from FILE (default: $SIDECAR_CONFIG, then
@@ -21,6 +23,10 @@ Runs the sidecar beside an app. Config comes from FILE (default: $SIDECAR_CONFIG
 
 Commands:
   start                            run the sidecar (until SIGTERM or SIGINT)
+  run -- <command> [args ...]      run the sidecar and start the app beside it with SIDECAR_URL
+                                   (and PORT, with --app-port) in its environment; output lines
+                                   prefixed; SIGINT/SIGTERM stop the sidecar first, then the app;
+                                   exits with the app's status (127: the command was not found)
   check-config                     validate the config and print it resolved (secrets hidden)
   call <service> <endpoint> [json] call a service through a running sidecar, print the answer
   publish <topic> [data]           publish through a running sidecar (JSON data is sent as JSON)
@@ -29,6 +35,8 @@ Commands:
 Options:
   -c, --config FILE        config file
   -s, --set key=value      override one key, e.g. --set app.port=5000 (repeatable)
+      --name NAME          run: the service's name (--set service.name=NAME)
+      --app-port PORT      run: the app's port (--set app.port=PORT), also given to the app as PORT
   -u, --url URL            the running sidecar for call/publish/services (default: $SIDECAR_URL, then ${DEFAULT_URL})
   -t, --timeout MS         call: the call's deadline in milliseconds
       --content-type TYPE  publish: the data's content type
@@ -36,6 +44,7 @@ Options:
   -v, --version            print the version
 
 Examples:
+  sidecar run --name greeter --app-port 5000 -- python3 app.py
   sidecar call greeter Greeter.Hello '{"name": "Ada"}'
   sidecar publish orders.created '{"id": 42}'
 `;
@@ -51,6 +60,34 @@ function hideSecrets(value: unknown): unknown {
   return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, /token|password|secret/i.test(k) ? "[hidden]" : hideSecrets(v)]));
 }
 
+/** What parseArgs's `tokens` holds, as far as runArgs reads it. */
+type Token =
+  | { kind: "option"; index: number; name: string; value?: string | undefined }
+  | { kind: "positional"; index: number; value: string }
+  | { kind: "option-terminator"; index: number };
+
+/**
+ * The --set list (with run's --name and --app-port as the --set they stand for, in command-line
+ * order, so the last one given wins) and run's command: what follows `--`. A string: a usage error.
+ */
+function runArgs(command: string, tokens: readonly Token[]): { set: string[]; command: string[] } | string {
+  const set: string[] = [];
+  for (const t of tokens) {
+    if (t.kind !== "option") continue;
+    if ((t.name === "name" || t.name === "app-port") && command !== "run") return `--${t.name} is an option of 'sidecar run'`;
+    if (t.name === "app-port" && !/^\d+$/.test(t.value ?? "")) return `--app-port: expected a port number, got '${t.value ?? ""}'`;
+    if (t.name === "set" || t.name === "name" || t.name === "app-port") set.push(t.name === "set" ? t.value! : `${t.name === "name" ? "service.name" : "app.port"}=${t.value!}`);
+  }
+  if (command !== "run") return { set, command: [] };
+  const dashes = tokens.find((t) => t.kind === "option-terminator")?.index;
+  const positional = tokens.filter((t) => t.kind === "positional");
+  const app = dashes === undefined ? [] : positional.filter((t) => t.index > dashes).map((t) => t.value);
+  const before = positional.length - app.length; // `run` itself, and nothing else
+  if (before > 1) return `expected the app's command after '--', got '${positional[1]!.value}' before it (sidecar run [options] -- <command> [args ...])`;
+  if (app.length === 0 || before === 0) return "expected the app's command after '--' (sidecar run [options] -- <command> [args ...])";
+  return { set, command: app };
+}
+
 async function main(argv: string[]): Promise<number> {
   let parsed;
   try {
@@ -63,15 +100,18 @@ async function main(argv: string[]): Promise<number> {
         url: { type: "string", short: "u" },
         timeout: { type: "string", short: "t" },
         "content-type": { type: "string" },
+        name: { type: "string" },
+        "app-port": { type: "string" },
         help: { type: "boolean", short: "h" },
         version: { type: "boolean", short: "v" },
       },
+      tokens: true,
     });
   } catch (err) {
     process.stderr.write(`sidecar: ${(err as Error).message}\n\n${USAGE}`);
     return 2;
   }
-  const { values, positionals } = parsed;
+  const { values, positionals, tokens } = parsed;
   if (values.help) {
     process.stdout.write(USAGE);
     return 0;
@@ -85,14 +125,19 @@ async function main(argv: string[]): Promise<number> {
     const url = (values.url ?? process.env.SIDECAR_URL ?? DEFAULT_URL).replace(/\/+$/, "");
     return runClientCommand(command, { url, timeout: values.timeout, contentType: values["content-type"] }, positionals.slice(1));
   }
-  if (command !== "start" && command !== "check-config") {
+  if (command !== "start" && command !== "check-config" && command !== "run") {
     process.stderr.write(`sidecar: ${command ? `unknown command '${command}'` : "no command given"}\n\n${USAGE}`);
+    return 2;
+  }
+  const args = runArgs(command, tokens);
+  if (typeof args === "string") {
+    process.stderr.write(`sidecar ${command}: ${args}\n\n${USAGE}`);
     return 2;
   }
 
   let loaded;
   try {
-    loaded = await loadConfigIsolated({ file: values.config, set: values.set ?? [] });
+    loaded = await loadConfigIsolated({ file: values.config, set: args.set });
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`sidecar: ${err.message}\n`);
@@ -106,6 +151,7 @@ async function main(argv: string[]): Promise<number> {
   }
 
   const { config, file } = loaded;
+  if (command === "run") return run({ config, file, command: args.command, port: values["app-port"] !== undefined });
   const log = createLogger({ level: config.log.level, format: config.log.format });
   log.info("config loaded", { file: file ?? "(none: environment and flags only)" });
   const sidecar = new Sidecar(config, log);

@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
 import { Caller } from "./outbound/caller.js";
 import { AppState } from "./lifecycle/app-state.js";
 import { apiRouter, tokenGate } from "./api/router.js";
@@ -45,6 +46,18 @@ import { ComponentStack, Lifecycle, type Component } from "./lifecycle/component
 import { isMicroRegistryRoute, microRegistryHandler } from "./front/routes.js";
 import { createTransports, type Transport } from "./transport/index.js";
 
+/** A promise and its settlers; its rejection counts as handled (nobody need ask for it). */
+function deferred<T>(): { promise: Promise<T>; resolve: (value: T) => void; reject: (err: unknown) => void } {
+  let resolve!: (value: T) => void;
+  let reject!: (err: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  promise.catch(() => undefined);
+  return { promise, resolve, reject };
+}
+
 /** How long a draining sidecar keeps refusing calls politely before closing its inbound listener. */
 const DRAIN_GRACE_MS = 500;
 
@@ -89,7 +102,16 @@ export class Sidecar implements Component {
   /** Aborted by close(): a start still waiting (for NATS) gives up. */
   readonly #stop = new AbortController();
   #starting: Promise<void> | undefined;
-  readonly #lifecycle = new Lifecycle("sidecar", { start: () => (this.#starting = this.#start()), close: (deadlineMs) => this.#close(deadlineMs) });
+  readonly #lifecycle = new Lifecycle("sidecar", {
+    start: () => {
+      this.#starting = this.#start();
+      this.#starting.catch((err: unknown) => this.#apiBound.reject(err));
+      return this.#starting;
+    },
+    close: (deadlineMs) => this.#close(deadlineMs),
+  });
+  /** Settled by start(): the api listener's address once bound, or start()'s error if it fails before. */
+  readonly #apiBound = deferred<AddressInfo>();
   /** What close() closes after the drain, last pushed first. */
   readonly #components = new ComponentStack();
 
@@ -127,6 +149,15 @@ export class Sidecar implements Component {
   get apiAddress(): string {
     const a = this.#apiListener!.address;
     return `${a.address}:${a.port}`;
+  }
+
+  /**
+   * The api listener's address, as soon as it is bound: early in start(), which goes on (the
+   * registry may still be connecting) and may still fail. Rejects with start()'s error if start()
+   * fails before; never settles if start() is never called.
+   */
+  apiListening(): Promise<AddressInfo> {
+    return this.#apiBound.promise;
   }
 
   /** Services this sidecar holds balancing state for: only those the registry knows (tests check the bound). */
@@ -168,6 +199,7 @@ export class Sidecar implements Component {
     this.#apiListener = new Listener("api", (req, res) => this.#api(req, res), { accessLog, headersTimeout: config.api.headersTimeout, requestTimeout: config.api.requestTimeout });
     const api = await this.#apiListener.start(config.api.host, config.api.port);
     log.info("api listening", { api: `${api.address}:${api.port}` });
+    this.#apiBound.resolve(api);
     this.#registry = await createRegistry({ config, log: log.child({ component: "registry" }), nats: () => this.#natsClient(), signal: this.#stop.signal });
     this.#components.push("registry", this.#registry);
     const emit = this.#events.emit;

@@ -31,7 +31,8 @@ export interface LoadedConfig {
 }
 
 const TREE: KeyNode = keyTree(configSchema);
-const NOT_OVERRIDES = new Set(["SIDECAR_CONFIG"]);
+/** SIDECAR_* variables that are not config keys: the config file's path, and the sidecar the client commands (and apps) talk to. */
+const NOT_OVERRIDES = new Set(["SIDECAR_CONFIG", "SIDECAR_URL"]);
 
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === "object" && v !== null && !Array.isArray(v);

@@ -163,6 +163,11 @@ describe("loadConfig", () => {
     assert.equal(loadConfig({ env: { SIDECAR_CONFIG: f } }).config.service.name, "fromenv");
   });
 
+  it("SIDECAR_URL (the client commands' sidecar, what `sidecar run` gives its app) is not taken for a config key", () => {
+    const { config } = loadConfig({ env: { SIDECAR_URL: "http://127.0.0.1:9", SIDECAR_APP_PORT: "5000" }, cwd: dir, set: ["service.name=a"] });
+    assert.equal(config.app.port, 5000);
+  });
+
   it("reports every problem at once, each naming the file, the key, the value and what was expected", () => {
     const f = file("bad.yaml", [
       "service: { name: 'bad name' }",
