@@ -17,6 +17,8 @@ if [ ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ] && [ -z "${RABBITMQ_SERVER_BIN
 # redis-server: the Redis broker's tests (test/support/redis.ts runs /usr/bin/redis-server).
 if ! [ -x /usr/bin/redis-server ] && [ -z "${REDIS_SERVER_BIN:-}" ]; then missing+=(redis-server); fi
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# iproute2: the hosts tests (test/hosts/) build their hosts from network namespaces (they also need root, and say so when it is missing).
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 [ -x "${CHROMIUM_BIN:-/usr/bin/chromium}" ] || missing+=(chromium)
 if [ $((${#missing[@]} + ${#lean[@]})) -gt 0 ]; then
   echo "installing Debian packages the tests need: ${missing[*]} ${lean[*]}" >&2
