@@ -133,6 +133,7 @@ describe("sidecar run -- <command>", () => {
       assert.equal(env.url, `http://${String(api.api)}`, "SIDECAR_URL is the sidecar's api");
       assert.equal(env.port, String(port), "PORT is --app-port");
       await waitFor(() => sidecarLog(p).find((l) => l.message === "registered"), "the app registered", WAIT);
+      await waitFor(async () => ((await (await fetch(`${env.url}/registry/greeter`)).json()) as { nodes?: unknown[] }).nodes?.length === 1, "the node in the sidecar's view", WAIT);
 
       const r = await rpc(env.url, { service: "greeter", endpoint: "/hello", request: { name: "Ada" } });
       assert.equal(r.status, 200, JSON.stringify(r.body));
@@ -167,8 +168,10 @@ describe("sidecar run -- <command>", () => {
     const { p } = await start("quitter");
     const env = await appEnv(p, "quitter");
     await waitFor(() => sidecarLog(p).find((l) => l.message === "registered"), "the app registered", WAIT);
+    // Registered is the write; the sidecar's own view sees the record a moment later (the local registry's watch).
+    await waitFor(async () => ((await (await fetch(`${env.url}/registry/quitter`)).json()) as { nodes?: unknown[] }).nodes?.length === 1, "the node in the sidecar's view", WAIT);
     const r = await fetch(`${env.url}/proxy/quitter/quit`);
-    assert.equal(r.status, 200);
+    assert.equal(r.status, 200, await r.text());
     const code = await Promise.race([p.exit(), new Promise((_, reject) => setTimeout(() => reject(new Error("the CLI did not exit")), WAIT))]);
     assert.equal(code, 3, p.stderr);
     const exited = sidecarLog(p).find((l) => l.message === "the app exited: stopping the sidecar");
