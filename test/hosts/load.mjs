@@ -1,6 +1,7 @@
 // The hosts tests' load: CALLERS concurrent loops calling SERVICE through the sidecar on this host,
 // for at most SECONDS or CALLS calls in all, one JSON line per call ({t, ok, status, host, ms});
-// and the sidecar's view of SERVICE every 100 ms when it changes ({t, view}). Ends by itself (bounded).
+// the sidecar's view of SERVICE every 100 ms when it changes ({t, view}); and with PUBLISH=<topic>,
+// one message every 20 ms with {"n": i} ({t, pub: i, status, stored}). Ends by itself (bounded).
 const base = process.env.SIDECAR_URL ?? "http://127.0.0.1:8081";
 const service = process.env.SERVICE ?? "echo";
 const callers = Number(process.env.CALLERS ?? 8);
@@ -25,6 +26,19 @@ async function loop() {
     }
   }
 }
+async function publish(topic) {
+  for (let i = 1; Date.now() < until && i <= maxCalls; i++) {
+    const t = Date.now();
+    try {
+      const r = await fetch(`${base}/publish/${topic}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ n: i }), signal: AbortSignal.timeout(timeout + 3000) });
+      const body = await r.json().catch(() => ({}));
+      out({ t, pub: i, status: r.status, stored: body.stored === true, id: body.id });
+    } catch (err) {
+      out({ t, pub: i, status: 0, code: String(err.cause?.code ?? err.name) });
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
 let last = "";
 const watch = setInterval(async () => {
   try {
@@ -37,6 +51,6 @@ const watch = setInterval(async () => {
     // the sidecar is busy or starting: the next tick tries again
   }
 }, 100);
-await Promise.all(Array.from({ length: callers }, loop));
+await Promise.all([...Array.from({ length: callers }, loop), ...(process.env.PUBLISH ? [publish(process.env.PUBLISH)] : [])]);
 clearInterval(watch);
 out({ t: Date.now(), done: calls });

@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Hosts } from "../hosts/hosts.js";
 import { HostProcess } from "../hosts/process.js";
-import { ROOT } from "../support/sidecar.js";
+import { ROOT, waitFor } from "../support/sidecar.js";
 
 const CLI = path.join(ROOT, "dist", "cli.js");
 const TTL_MS = 3000;
@@ -16,18 +16,21 @@ const EJECT_MS = 2000;
 
 interface CallLine { t: number; ok: boolean; status: number; host?: string; ms: number; code?: string }
 interface ViewLine { t: number; view: string }
+interface PubLine { t: number; pub: number; status: number; stored?: boolean }
 
 /** The load driver's output so far, split into calls and view changes. */
-function readLoad(p: HostProcess): { calls: CallLine[]; views: ViewLine[] } {
+function readLoad(p: HostProcess): { calls: CallLine[]; views: ViewLine[]; pubs: PubLine[] } {
   const calls: CallLine[] = [];
   const views: ViewLine[] = [];
+  const pubs: PubLine[] = [];
   for (const l of p.lines) {
     if (!l.startsWith("{")) continue;
-    const o = JSON.parse(l) as Partial<CallLine & ViewLine>;
+    const o = JSON.parse(l) as Partial<CallLine & ViewLine & PubLine>;
     if (o.view !== undefined) views.push(o as ViewLine);
+    else if (o.pub !== undefined) pubs.push(o as PubLine);
     else if (o.ok !== undefined) calls.push(o as CallLine);
   }
-  return { calls, views };
+  return { calls, views, pubs };
 }
 
 async function until<T>(what: string, timeout: number, cond: () => T | undefined, p: HostProcess): Promise<T> {
@@ -59,13 +62,17 @@ describe("hosts: faults across hosts under 8 concurrent callers", () => {
     procs.push(nats);
     await nats.line(/Server is ready/);
     const env = { PATH: process.env.PATH, HOME: tmp };
+    // The echo nodes also share a durable subscription (JetStream, one queue group): the NATS outage test counts its messages.
+    const echoConfig = path.join(tmp, "echo.yaml");
+    writeFileSync(echoConfig, "subscriptions:\n  - { topic: orders.created, path: /events, durable: true, retry: { attempts: 100, initial: 100ms, max: 1s } }\n");
     for (const host of ["echo1", "echo2", "caller"]) {
       const app = HostProcess.start(hosts, host, `${host}-app`, process.execPath, [path.join(ROOT, "test/hosts/echo-app.mjs")], { env: { ...env, HOST_NAME: host, APP_PORT: "5000" } });
       procs.push(app);
       await app.line(/listening/);
       const service = host === "caller" ? "caller" : "echo";
       const sets = [`service.name=${service}`, "app.port=5000", "app.health.path=/health", "app.health.interval=500ms", "nats.servers=nats://nats:4222", `inbound.advertise=${host}:8082`, `registry.ttl=${TTL_MS}ms`, `selector.ejectFor=${EJECT_MS}ms`, "nats.pingInterval=1s", "log.format=json"];
-      const sidecar = HostProcess.start(hosts, host, `${host}-sidecar`, process.execPath, [CLI, "start", ...sets.flatMap((s) => ["--set", s])], { env, cwd: tmp });
+      const config = host === "caller" ? [] : ["--config", echoConfig];
+      const sidecar = HostProcess.start(hosts, host, `${host}-sidecar`, process.execPath, [CLI, "start", ...config, ...sets.flatMap((s) => ["--set", s])], { env, cwd: tmp });
       procs.push(sidecar);
       await sidecar.line(/"registered"/, 20_000);
     }
@@ -123,8 +130,8 @@ describe("hosts: faults across hosts under 8 concurrent callers", () => {
     assert.equal(calls.filter((c) => c.t > served.t && !c.ok).length, 0, "no failure after echo1 is back");
   });
 
-  it("NATS's host cut off: calls keep flowing on the cached views, and heartbeats resume after healing", async () => {
-    const load = HostProcess.start(hosts, "caller", "load2", process.execPath, [path.join(ROOT, "test/hosts/load.mjs")], { env: { PATH: process.env.PATH, SECONDS: "40", CALLERS: String(CALLERS), TIMEOUT_MS: String(DEADLINE_MS) } });
+  it("NATS's host cut off: calls keep flowing on the cached views, heartbeats resume after healing, no stored message is lost", async () => {
+    const load = HostProcess.start(hosts, "caller", "load2", process.execPath, [path.join(ROOT, "test/hosts/load.mjs")], { env: { PATH: process.env.PATH, SECONDS: "40", CALLERS: String(CALLERS), TIMEOUT_MS: String(DEADLINE_MS), PUBLISH: "orders.created" } });
     procs.push(load);
     await until("both nodes to answer", 15_000, () => {
       const { calls } = readLoad(load);
@@ -139,14 +146,35 @@ describe("hosts: faults across hosts under 8 concurrent callers", () => {
     // Heartbeats resumed: after another 2 TTLs both nodes are still in the view (expired records would have left it).
     await until("two TTLs after healing", 3 * TTL_MS + 5000, () => (readLoad(load).calls.some((c) => c.t > healAt + 2 * TTL_MS) ? true : undefined), load);
     load.proc.kill("SIGTERM");
-    const { calls, views } = readLoad(load);
+    const { calls, views, pubs } = readLoad(load);
     const during = calls.filter((c) => c.t >= cutAt && c.t < healAt);
     const after = calls.filter((c) => c.t >= healAt);
-    const figures = { callsDuringCut: during.length, failedDuringCut: during.filter((c) => !c.ok).length, callsAfterHeal: after.length, failedAfterHeal: after.filter((c) => !c.ok).length, viewChanges: views.filter((v) => v.t >= cutAt).map((v) => ({ afterCutMs: v.t - cutAt, view: v.view })) };
+    // Every message JetStream stored (202, stored: true) is delivered, to one node or the other.
+    const stored = new Set(pubs.filter((p) => p.status === 202 && p.stored).map((p) => p.pub));
+    const apps = procs.filter((p) => p.name === "echo1-app" || p.name === "echo2-app");
+    const delivered = () => apps.flatMap((a) => a.matching(/^delivered \d+ /).map((l) => Number(l.split(" ")[1])));
+    await waitFor(() => [...stored].every((n) => delivered().includes(n)), "every stored message delivered", 20_000).catch(() => undefined);
+    const got = delivered();
+    const unique = new Set(got);
+    const figures = {
+      callsDuringCut: during.length,
+      failedDuringCut: during.filter((c) => !c.ok).length,
+      callsAfterHeal: after.length,
+      failedAfterHeal: after.filter((c) => !c.ok).length,
+      viewChanges: views.filter((v) => v.t >= cutAt).map((v) => ({ afterCutMs: v.t - cutAt, view: v.view })),
+      published: pubs.length,
+      stored: stored.size,
+      refusedDuringCut: pubs.filter((p) => p.status !== 202).length,
+      firstStoredAfterHealMs: Math.min(...pubs.filter((p) => p.t >= healAt && p.stored).map((p) => p.t)) - healAt,
+      lost: [...stored].filter((n) => !unique.has(n)).length,
+      duplicates: got.length - unique.size,
+    };
     console.log(`hosts figures, NATS's host cut: ${JSON.stringify(figures)}`);
     assert.equal(figures.failedDuringCut, 0, "calls need no registry while its view is cached");
     assert.ok(new Set(during.filter((c) => c.ok).map((c) => c.host)).size === 2, "both nodes kept serving");
     assert.equal(figures.failedAfterHeal, 0);
     assert.deepEqual(figures.viewChanges.filter((v) => v.view !== "echo1:8082,echo2:8082"), [], "no node left any view during the outage or after it");
+    assert.ok(figures.stored > 100, `messages were stored before and after the outage: ${JSON.stringify(figures)}`);
+    assert.equal(figures.lost, 0, "no stored message lost");
   });
 });
