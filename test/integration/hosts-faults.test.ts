@@ -5,6 +5,7 @@ import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { Hosts } from "../hosts/hosts.js";
 import { HostProcess } from "../hosts/process.js";
+import { readLoad, until } from "../hosts/load-output.js";
 import { ROOT, waitFor } from "../support/sidecar.js";
 
 const CLI = path.join(ROOT, "dist", "cli.js");
@@ -13,35 +14,6 @@ const CALLERS = 8;
 const DEADLINE_MS = 2000;
 /** selector.ejectFor of the caller: short, so a healed node's return is seen within the test. */
 const EJECT_MS = 2000;
-
-interface CallLine { t: number; ok: boolean; status: number; host?: string; ms: number; code?: string }
-interface ViewLine { t: number; view: string }
-interface PubLine { t: number; pub: number; status: number; stored?: boolean }
-
-/** The load driver's output so far, split into calls and view changes. */
-function readLoad(p: HostProcess): { calls: CallLine[]; views: ViewLine[]; pubs: PubLine[] } {
-  const calls: CallLine[] = [];
-  const views: ViewLine[] = [];
-  const pubs: PubLine[] = [];
-  for (const l of p.lines) {
-    if (!l.startsWith("{")) continue;
-    const o = JSON.parse(l) as Partial<CallLine & ViewLine & PubLine>;
-    if (o.view !== undefined) views.push(o as ViewLine);
-    else if (o.pub !== undefined) pubs.push(o as PubLine);
-    else if (o.ok !== undefined) calls.push(o as CallLine);
-  }
-  return { calls, views, pubs };
-}
-
-async function until<T>(what: string, timeout: number, cond: () => T | undefined, p: HostProcess): Promise<T> {
-  const end = Date.now() + timeout;
-  for (;;) {
-    const v = cond();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${timeout}ms waiting for ${what}\n${p.tail(20)}`);
-    await p.line(/./, Math.max(1, end - Date.now()), p.lines.length).catch(() => undefined);
-  }
-}
 
 /**
  * Faults across hosts (network namespaces): two nodes of `echo` on hosts echo1 and echo2, a caller
