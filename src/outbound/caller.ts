@@ -174,10 +174,11 @@ export class Caller {
         if (node.protocol === "jsonrpc" && call.rpc !== undefined) headers[H.rpc] = call.rpc;
         upstream = await this.#transport(node).send(node, { method: call.method, path: call.path, headers, body: call.body, deadline });
       } catch (err) {
-        balancer.end(node.id, deadline.cancelled && !deadline.expired ? "neutral" : "failure", nodes);
+        const why = deadline.expired ? "no answer before the call's deadline" : describeFailure(err as Error);
+        balancer.end(node.id, deadline.cancelled && !deadline.expired ? "neutral" : "failure", nodes, why);
         if (deadline.cancelled) throw timeout(call, err);
         if (err instanceof SidecarError) throw err;
-        const reason = `${node.id}: ${describeFailure(err as Error)}`;
+        const reason = `${node.id}: ${why}`;
         if (err instanceof TransportError && !err.delivered && replayable(call.body)) {
           failures.push(reason);
           this.observer?.retry(call.service, "failover");
@@ -196,7 +197,7 @@ export class Caller {
       if (typeof refused === "string" && replayable(call.body)) {
         // The callee sidecar did not hand the call to its app (unhealthy, draining, stale record).
         discard(upstream);
-        balancer.end(node.id, NODE_FAULTS.has(refused) ? "failure" : "neutral", nodes);
+        balancer.end(node.id, NODE_FAULTS.has(refused) ? "failure" : "neutral", nodes, `refused: ${refused}`);
         refusal = refused in ERRORS ? (refused as ErrorCode) : "UPSTREAM_UNREACHABLE";
         failures.push(`${node.id}: ${refused}`);
         this.observer?.retry(call.service, "failover");
@@ -205,7 +206,7 @@ export class Caller {
       const status = upstream.statusCode ?? 502;
       if (RETRYABLE.has(status) && retriesLeft > 0 && replayable(call.body) && deadline.remaining() > 0 && balancer.budget.tryRetry()) {
         discard(upstream);
-        balancer.end(node.id, "failure", nodes);
+        balancer.end(node.id, "failure", nodes, `answered ${status}`);
         failures.push(`${node.id}: ${status}`);
         this.observer?.retry(call.service, "opt_in");
         retriesLeft -= 1;

@@ -52,6 +52,8 @@ export class ServiceBalancer {
   readonly #outliers: OutlierDetector;
   readonly #inFlight = new Map<string, number>();
   readonly #pending = (id: string) => this.#inFlight.get(id) ?? 0;
+  /** Each failing node's last failure, for the ejection's log line (one entry per node, at most 1024; dropped on success and at ejection). */
+  readonly #lastFailure = new Map<string, string>();
 
   constructor(readonly service: string, o: SelectorOptions, clock: Clock, log: Logger, onEject?: OnEject) {
     const own = o.services[service];
@@ -65,7 +67,8 @@ export class ServiceBalancer {
       { consecutiveFailures: o.consecutiveFailures, ejectFor: o.ejectFor, maxEjectFor: o.maxEjectFor },
       clock,
       (node, forMs, failures) => {
-        log.warn("node ejected", { service, node, forMs, failures });
+        log.warn("node ejected", { service, node, forMs, failures, lastFailure: this.#lastFailure.get(node) });
+        this.#lastFailure.delete(node);
         onEject?.(service, node, forMs, failures);
       },
     );
@@ -87,12 +90,22 @@ export class ServiceBalancer {
     this.#inFlight.set(nodeId, this.#pending(nodeId) + 1);
   }
 
-  end(nodeId: string, outcome: Outcome, nodes: readonly NodeRecord[]): void {
+  /** A call to `nodeId` ended; `why` says what failed (shown when the node is ejected). */
+  end(nodeId: string, outcome: Outcome, nodes: readonly NodeRecord[], why?: string): void {
     const n = this.#pending(nodeId) - 1;
     if (n > 0) this.#inFlight.set(nodeId, n);
     else this.#inFlight.delete(nodeId);
-    if (outcome === "success") this.#outliers.success(nodeId);
-    else if (outcome === "failure") this.#outliers.failure(nodeId, nodes.map((x) => x.id));
+    if (outcome === "success") {
+      this.#outliers.success(nodeId);
+      if (this.#lastFailure.size > 0) this.#lastFailure.delete(nodeId);
+    } else if (outcome === "failure") {
+      if (why !== undefined) {
+        // Bounded: nodes come and go (a restarted node has a new id); the oldest entry goes first.
+        if (this.#lastFailure.size >= 1024 && !this.#lastFailure.has(nodeId)) this.#lastFailure.delete(this.#lastFailure.keys().next().value!);
+        this.#lastFailure.set(nodeId, why);
+      }
+      this.#outliers.failure(nodeId, nodes.map((x) => x.id));
+    }
   }
 
   state(nodeId: string): NodeState {

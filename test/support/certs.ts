@@ -27,11 +27,12 @@ export class TestCa {
     return new TestCa(dir, name);
   }
 
-  /** A certificate (CN=`cn`, SAN 127.0.0.1 and localhost) and its key, signed by this CA. */
-  issue(cn: string): Issued {
-    const base = path.join(this.dir, `${cn}-${path.basename(this.cert, ".crt")}`);
+  /** A certificate (CN=`cn`; SAN 127.0.0.1 and localhost, or the DNS names `hosts`) and its key, signed by this CA. */
+  issue(cn: string, hosts?: string[]): Issued {
+    const base = path.join(this.dir, `${cn}-${hosts ? hosts.join("_") : "local"}-${path.basename(this.cert, ".crt")}`);
     const ext = `${base}.ext`;
-    writeFileSync(ext, "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n");
+    const san = hosts ? hosts.map((h) => `DNS:${h}`).join(",") : "IP:127.0.0.1,DNS:localhost";
+    writeFileSync(ext, `subjectAltName=${san}\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n`);
     openssl(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", `${base}.key`, "-out", `${base}.csr`, "-subj", `/CN=${cn}`]);
     openssl(["x509", "-req", "-in", `${base}.csr`, "-CA", this.cert, "-CAkey", this.#key, "-CAcreateserial", "-out", `${base}.crt`, "-days", "1", "-extfile", ext]);
     return { cert: `${base}.crt`, key: `${base}.key` };
