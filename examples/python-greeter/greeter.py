@@ -8,6 +8,7 @@ orders.created messages its sidecar delivers to POST /events/orders. GET /stats 
 
 import json
 import os
+import signal
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -65,6 +66,9 @@ class Greeter(BaseHTTPRequestHandler):
 
 
 if __name__ == "__main__":
+    # In a container this runs as PID 1, which ignores any signal it has no handler for: without
+    # this, `docker compose stop` and a pod's termination would wait out their grace period.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     server = ThreadingHTTPServer(("0.0.0.0" if os.environ.get("APP_HOST") == "0.0.0.0" else "127.0.0.1", PORT), Greeter)
     print(f"greeter: listening on port {PORT}", flush=True)
     try:
