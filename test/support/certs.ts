@@ -29,7 +29,7 @@ export class TestCa {
 
   /** A certificate (CN=`cn`; SAN 127.0.0.1 and localhost, or the DNS names `hosts`) and its key, signed by this CA. */
   issue(cn: string, hosts?: string[]): Issued {
-    const base = path.join(this.dir, `${cn}-${hosts ? hosts.join("_") : "local"}-${path.basename(this.cert, ".crt")}`);
+    const base = path.join(this.dir, `${cn}-${hosts ? `${hosts.join("_")}-` : ""}${path.basename(this.cert, ".crt")}`);
     const ext = `${base}.ext`;
     const san = hosts ? hosts.map((h) => `DNS:${h}`).join(",") : "IP:127.0.0.1,DNS:localhost";
     writeFileSync(ext, `subjectAltName=${san}\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n`);
