@@ -11,7 +11,6 @@ import { CLIENT_COMMANDS, DEFAULT_URL, runClientCommand } from "./client-command
 import { ConfigError } from "./config/error.js";
 import { loadConfigIsolated } from "./config/isolated.js";
 import { createLogger } from "./log.js";
-import { run } from "./run/run.js";
 import { Sidecar } from "./sidecar.js";
 
 const USAGE = `Usage: sidecar start [--config FILE] [--set key.path=value ...]
@@ -151,7 +150,8 @@ async function main(argv: string[]): Promise<number> {
   }
 
   const { config, file } = loaded;
-  if (command === "run") return run({ config, file, command: args.command, port: values["app-port"] !== undefined });
+  // Loaded only for `run`: `start` keeps none of it (child processes, line prefixers) resident.
+  if (command === "run") return (await import("./run/run.js")).run({ config, file, command: args.command, port: values["app-port"] !== undefined });
   const log = createLogger({ level: config.log.level, format: config.log.format });
   log.info("config loaded", { file: file ?? "(none: environment and flags only)" });
   const sidecar = new Sidecar(config, log);

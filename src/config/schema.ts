@@ -3,50 +3,8 @@ import { isValidName } from "../names.js";
 import { isValidSubject } from "../subjects.js";
 import { parseDuration, parseSize } from "./units.js";
 
-/** Defaults, named once. Durations in milliseconds, sizes in bytes. */
-export const DEFAULTS = {
-  appHost: "127.0.0.1",
-  healthInterval: 5_000,
-  healthTimeout: 1_000,
-  failureThreshold: 3,
-  successThreshold: 1,
-  apiHost: "127.0.0.1",
-  apiPort: 8081,
-  maxBody: 1024 * 1024,
-  headersTimeout: 10_000,
-  requestTimeout: 60_000,
-  inboundHostNats: "0.0.0.0",
-  inboundPortNats: 8082,
-  inboundHostLocal: "127.0.0.1",
-  inboundPortLocal: 0,
-  registryTtl: 15_000,
-  registryBucket: "sidecar_registry",
-  natsServers: ["nats://127.0.0.1:4222"],
-  /** nats.js's default is 2 minutes: behind a network that drops packets the client would not look for another server for up to 4. */
-  natsPingInterval: 5_000,
-  etcdEndpoints: ["http://127.0.0.1:2379"],
-  etcdPrefix: "/sidecar/registry/",
-  rabbitmqUrl: "amqp://127.0.0.1:5672",
-  rabbitmqExchange: "sidecar",
-  redisUrl: "redis://127.0.0.1:6379",
-  redisPrefix: "sidecar:",
-  /** Entries a stream keeps (XADD MAXLEN ~): about 100 MB at 1 KiB a message. */
-  redisMaxLen: 100_000,
-  callTimeout: 5_000,
-  hashHeader: "x-sidecar-hash-key",
-  consecutiveFailures: 3,
-  ejectFor: 10_000,
-  maxEjectFor: 300_000,
-  retryBudget: 0.2,
-  minRetriesPerSecond: 1,
-  maxInFlight: 16,
-  retryAttempts: 5,
-  retryInitial: 200,
-  retryMax: 10_000,
-  streamMaxAge: 7 * 86_400_000,
-  shutdownTimeout: 10_000,
-  microNamespace: "go.micro.srv",
-} as const;
+export { DEFAULTS } from "./defaults.js";
+import { DEFAULTS } from "./defaults.js";
 
 const duration = (what: string) =>
   z.union([z.number(), z.string()]).transform((value, ctx) => {

@@ -15,7 +15,7 @@ import {
   type SubscriptionOptions,
 } from "@nats-io/transport-node";
 import type { Config } from "../config/index.js";
-import { DEFAULTS } from "../config/schema.js";
+import { DEFAULTS } from "../config/defaults.js";
 import type { Logger } from "../log.js";
 import { sleep, withDeadline } from "../lifecycle/wait-idle.js";
 
