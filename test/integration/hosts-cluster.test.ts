@@ -6,9 +6,9 @@ import { after, before, describe, it } from "node:test";
 import { Hosts } from "../hosts/hosts.js";
 import { getJson, HostProcess } from "../hosts/process.js";
 import { readLoad, until } from "../hosts/load-output.js";
-import { ROOT, waitFor } from "../support/sidecar.js";
+import { deliveries, startLoad, startNodes } from "../hosts/fleet.js";
+import { waitFor } from "../support/sidecar.js";
 
-const CLI = path.join(ROOT, "dist", "cli.js");
 const TTL_MS = 6000;
 const CALLERS = 8;
 const DEADLINE_MS = 2000;
@@ -36,19 +36,9 @@ describe("hosts: a 3-server NATS cluster on three hosts, one of them cut off", (
       procs.push(server);
     }
     await Promise.all(procs.map((p) => p.line(/Server is ready/)));
-    const env = { PATH: process.env.PATH, HOME: tmp };
     const echoConfig = path.join(tmp, "echo.yaml");
     writeFileSync(echoConfig, "subscriptions:\n  - { topic: orders.created, path: /events, durable: true, retry: { attempts: 100, initial: 100ms, max: 1s } }\n");
-    for (const host of ["echo1", "echo2", "caller"]) {
-      const app = HostProcess.start(hosts, host, `${host}-app`, process.execPath, [path.join(ROOT, "test/hosts/echo-app.mjs")], { env: { ...env, HOST_NAME: host, APP_PORT: "5000" } });
-      procs.push(app);
-      await app.line(/listening/);
-      const sets = [`service.name=${host === "caller" ? "caller" : "echo"}`, "app.port=5000", "app.health.path=/health", "app.health.interval=500ms", `nats.servers=${NATS.map((n) => `nats://${n}:4222`).join(",")}`, "nats.pingInterval=1s", "registry.replicas=3", "broker.streamReplicas=3", `inbound.advertise=${host}:8082`, `registry.ttl=${TTL_MS}ms`, "log.format=json"];
-      const config = host === "caller" ? [] : ["--config", echoConfig];
-      const sidecar = HostProcess.start(hosts, host, `${host}-sidecar`, process.execPath, [CLI, "start", ...config, ...sets.flatMap((s) => ["--set", s])], { env, cwd: tmp });
-      procs.push(sidecar);
-      await sidecar.line(/"registered"/, 30_000);
-    }
+    await startNodes(hosts, procs, { hosts: ["echo1", "echo2", "caller"], tmp, config: (h) => (h === "caller" ? undefined : echoConfig), sets: () => [`nats.servers=${NATS.map((n) => `nats://${n}:4222`).join(",")}`, "nats.pingInterval=1s", "registry.replicas=3", "broker.streamReplicas=3", `registry.ttl=${TTL_MS}ms`] });
   });
 
   after(async () => {
@@ -57,12 +47,7 @@ describe("hosts: a 3-server NATS cluster on three hosts, one of them cut off", (
   });
 
   it("calls, heartbeats and durable deliveries go on; the clients on the cut server move to the others", async () => {
-    const load = HostProcess.start(hosts, "caller", "load", process.execPath, [path.join(ROOT, "test/hosts/load.mjs")], { env: { PATH: process.env.PATH, SECONDS: "40", CALLERS: String(CALLERS), TIMEOUT_MS: String(DEADLINE_MS), PUBLISH: "orders.created" } });
-    procs.push(load);
-    await until("both nodes to answer", 15_000, () => {
-      const { calls } = readLoad(load);
-      return calls.some((c) => c.host === "echo1") && calls.some((c) => c.host === "echo2") ? true : undefined;
-    }, load);
+    const load = await startLoad(hosts, procs, "load", { SECONDS: "40", CALLERS: String(CALLERS), TIMEOUT_MS: String(DEADLINE_MS), PUBLISH: "orders.created" });
     // The server the caller's sidecar is on (its monitoring port lists the client by name).
     const on = (server: string) => ((getJson(hosts, server, "http://127.0.0.1:8222/connz") as { body: { connections?: { name?: string }[] } }).body.connections ?? []).map((c) => c.name);
     const target = await waitFor(() => NATS.find((n) => on(n).includes("sidecar-caller")), "the NATS server the caller is connected to", 10_000);
@@ -80,11 +65,7 @@ describe("hosts: a 3-server NATS cluster on three hosts, one of them cut off", (
 
     const { calls, views, pubs } = readLoad(load);
     const stored = new Set(pubs.filter((p) => p.status === 202 && p.stored).map((p) => p.pub));
-    const apps = procs.filter((p) => p.name === "echo1-app" || p.name === "echo2-app");
-    const delivered = () => apps.flatMap((a) => a.matching(/^delivered \d+ /).map((l) => Number(l.split(" ")[1])));
-    await waitFor(() => [...stored].every((n) => delivered().includes(n)), "every stored message delivered", 20_000).catch(() => undefined);
-    const got = delivered();
-    const unique = new Set(got);
+    const { lost, duplicates } = await deliveries(procs.filter((p) => p.name === "echo1-app" || p.name === "echo2-app"), stored);
     const during = calls.filter((c) => c.t >= cutAt);
     const figures = {
       cut: target,
@@ -97,8 +78,8 @@ describe("hosts: a 3-server NATS cluster on three hosts, one of them cut off", (
       published: pubs.filter((p) => p.t >= cutAt).length,
       notStored: pubs.filter((p) => p.t >= cutAt && !(p.status === 202 && p.stored)).length,
       stored: stored.size,
-      lost: [...stored].filter((n) => !unique.has(n)).length,
-      duplicates: got.length - unique.size,
+      lost,
+      duplicates,
     };
     console.log(`hosts figures, a NATS cluster server's host cut: ${JSON.stringify(figures)}`);
     assert.equal(figures.failed, 0, `no call failed: ${JSON.stringify(figures)}`);

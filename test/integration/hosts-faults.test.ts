@@ -6,9 +6,8 @@ import { after, before, describe, it } from "node:test";
 import { Hosts } from "../hosts/hosts.js";
 import { HostProcess } from "../hosts/process.js";
 import { readLoad, until } from "../hosts/load-output.js";
-import { ROOT, waitFor } from "../support/sidecar.js";
+import { deliveries, startLoad, startNodes } from "../hosts/fleet.js";
 
-const CLI = path.join(ROOT, "dist", "cli.js");
 const TTL_MS = 3000;
 const CALLERS = 8;
 const DEADLINE_MS = 2000;
@@ -33,21 +32,10 @@ describe("hosts: faults across hosts under 8 concurrent callers", () => {
     const nats = HostProcess.start(hosts, "nats", "nats", "nats-server", ["-js", "-sd", path.join(tmp, "nats")]);
     procs.push(nats);
     await nats.line(/Server is ready/);
-    const env = { PATH: process.env.PATH, HOME: tmp };
     // The echo nodes also share a durable subscription (JetStream, one queue group): the NATS outage test counts its messages.
     const echoConfig = path.join(tmp, "echo.yaml");
     writeFileSync(echoConfig, "subscriptions:\n  - { topic: orders.created, path: /events, durable: true, retry: { attempts: 100, initial: 100ms, max: 1s } }\n");
-    for (const host of ["echo1", "echo2", "caller"]) {
-      const app = HostProcess.start(hosts, host, `${host}-app`, process.execPath, [path.join(ROOT, "test/hosts/echo-app.mjs")], { env: { ...env, HOST_NAME: host, APP_PORT: "5000" } });
-      procs.push(app);
-      await app.line(/listening/);
-      const service = host === "caller" ? "caller" : "echo";
-      const sets = [`service.name=${service}`, "app.port=5000", "app.health.path=/health", "app.health.interval=500ms", "nats.servers=nats://nats:4222", `inbound.advertise=${host}:8082`, `registry.ttl=${TTL_MS}ms`, `selector.ejectFor=${EJECT_MS}ms`, "nats.pingInterval=1s", "log.format=json"];
-      const config = host === "caller" ? [] : ["--config", echoConfig];
-      const sidecar = HostProcess.start(hosts, host, `${host}-sidecar`, process.execPath, [CLI, "start", ...config, ...sets.flatMap((s) => ["--set", s])], { env, cwd: tmp });
-      procs.push(sidecar);
-      await sidecar.line(/"registered"/, 20_000);
-    }
+    await startNodes(hosts, procs, { hosts: ["echo1", "echo2", "caller"], tmp, config: (h) => (h === "caller" ? undefined : echoConfig), sets: () => ["nats.servers=nats://nats:4222", `registry.ttl=${TTL_MS}ms`, `selector.ejectFor=${EJECT_MS}ms`, "nats.pingInterval=1s"] });
   });
 
   after(async () => {
@@ -56,12 +44,7 @@ describe("hosts: faults across hosts under 8 concurrent callers", () => {
   });
 
   it("calls fail over to the other node; the cut node leaves the view within TTL and comes back after healing", async () => {
-    const load = HostProcess.start(hosts, "caller", "load", process.execPath, [path.join(ROOT, "test/hosts/load.mjs")], { env: { PATH: process.env.PATH, SECONDS: "45", CALLERS: String(CALLERS), TIMEOUT_MS: String(DEADLINE_MS) } });
-    procs.push(load);
-    await until("both nodes to answer", 15_000, () => {
-      const { calls } = readLoad(load);
-      return calls.some((c) => c.host === "echo1") && calls.some((c) => c.host === "echo2") ? true : undefined;
-    }, load);
+    const load = await startLoad(hosts, procs, "load", { SECONDS: "45", CALLERS: String(CALLERS), TIMEOUT_MS: String(DEADLINE_MS) });
 
     const cutAt = Date.now();
     hosts.cut("echo1");
@@ -103,12 +86,7 @@ describe("hosts: faults across hosts under 8 concurrent callers", () => {
   });
 
   it("NATS's host cut off: calls keep flowing on the cached views, heartbeats resume after healing, no stored message is lost", async () => {
-    const load = HostProcess.start(hosts, "caller", "load2", process.execPath, [path.join(ROOT, "test/hosts/load.mjs")], { env: { PATH: process.env.PATH, SECONDS: "40", CALLERS: String(CALLERS), TIMEOUT_MS: String(DEADLINE_MS), PUBLISH: "orders.created" } });
-    procs.push(load);
-    await until("both nodes to answer", 15_000, () => {
-      const { calls } = readLoad(load);
-      return calls.some((c) => c.host === "echo1") && calls.some((c) => c.host === "echo2") ? true : undefined;
-    }, load);
+    const load = await startLoad(hosts, procs, "load2", { SECONDS: "40", CALLERS: String(CALLERS), TIMEOUT_MS: String(DEADLINE_MS), PUBLISH: "orders.created" });
     const cutAt = Date.now();
     hosts.cut("nats");
     // Past the registry TTL with NATS unreachable: the views keep their nodes (never expired during an outage).
@@ -123,11 +101,7 @@ describe("hosts: faults across hosts under 8 concurrent callers", () => {
     const after = calls.filter((c) => c.t >= healAt);
     // Every message JetStream stored (202, stored: true) is delivered, to one node or the other.
     const stored = new Set(pubs.filter((p) => p.status === 202 && p.stored).map((p) => p.pub));
-    const apps = procs.filter((p) => p.name === "echo1-app" || p.name === "echo2-app");
-    const delivered = () => apps.flatMap((a) => a.matching(/^delivered \d+ /).map((l) => Number(l.split(" ")[1])));
-    await waitFor(() => [...stored].every((n) => delivered().includes(n)), "every stored message delivered", 20_000).catch(() => undefined);
-    const got = delivered();
-    const unique = new Set(got);
+    const { lost, duplicates } = await deliveries(procs.filter((p) => p.name === "echo1-app" || p.name === "echo2-app"), stored);
     const figures = {
       callsDuringCut: during.length,
       failedDuringCut: during.filter((c) => !c.ok).length,
@@ -138,8 +112,8 @@ describe("hosts: faults across hosts under 8 concurrent callers", () => {
       stored: stored.size,
       refusedDuringCut: pubs.filter((p) => p.status !== 202).length,
       firstStoredAfterHealMs: Math.min(...pubs.filter((p) => p.t >= healAt && p.stored).map((p) => p.t)) - healAt,
-      lost: [...stored].filter((n) => !unique.has(n)).length,
-      duplicates: got.length - unique.size,
+      lost,
+      duplicates,
     };
     console.log(`hosts figures, NATS's host cut: ${JSON.stringify(figures)}`);
     assert.equal(figures.failedDuringCut, 0, "calls need no registry while its view is cached");

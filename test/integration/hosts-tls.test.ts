@@ -6,10 +6,10 @@ import { after, before, describe, it } from "node:test";
 import { Hosts } from "../hosts/hosts.js";
 import { HostProcess } from "../hosts/process.js";
 import { readLoad, until } from "../hosts/load-output.js";
+import { startNodes } from "../hosts/fleet.js";
 import { TestCa } from "../support/certs.js";
 import { ROOT } from "../support/sidecar.js";
 
-const CLI = path.join(ROOT, "dist", "cli.js");
 
 /**
  * Mesh mutual TLS across hosts, with certificates naming the hosts (a CA the test makes):
@@ -31,17 +31,8 @@ describe("hosts: mesh mutual TLS with certificates naming each host", () => {
     const nats = HostProcess.start(hosts, "nats", "nats", "nats-server", ["-js", "-sd", path.join(tmp, "nats")]);
     procs.push(nats);
     await nats.line(/Server is ready/);
-    const env = { PATH: process.env.PATH, HOME: tmp };
     const certs = { echo1: ca.issue("echo", ["echo1"]), echo2: ca.issue("echo", ["not-echo2"]), caller: ca.issue("caller", ["caller"]) };
-    for (const host of ["echo1", "echo2", "caller"] as const) {
-      const app = HostProcess.start(hosts, host, `${host}-app`, process.execPath, [path.join(ROOT, "test/hosts/echo-app.mjs")], { env: { ...env, HOST_NAME: host, APP_PORT: "5000" } });
-      procs.push(app);
-      await app.line(/listening/);
-      const sets = [`service.name=${host === "caller" ? "caller" : "echo"}`, "app.port=5000", "app.health.path=/health", "app.health.interval=500ms", "nats.servers=nats://nats:4222", `inbound.advertise=${host}:8082`, "registry.ttl=3s", `mesh.tls.cert=${certs[host].cert}`, `mesh.tls.key=${certs[host].key}`, `mesh.tls.ca=${ca.cert}`, "log.format=json"];
-      const sidecar = HostProcess.start(hosts, host, `${host}-sidecar`, process.execPath, [CLI, "start", ...sets.flatMap((s) => ["--set", s])], { env, cwd: tmp });
-      procs.push(sidecar);
-      await sidecar.line(/"registered"/, 20_000);
-    }
+    await startNodes(hosts, procs, { hosts: ["echo1", "echo2", "caller"], tmp, sets: (h) => { const c = certs[h as keyof typeof certs]; return ["nats.servers=nats://nats:4222", "registry.ttl=3s", `mesh.tls.cert=${c.cert}`, `mesh.tls.key=${c.key}`, `mesh.tls.ca=${ca.cert}`]; } });
   });
 
   after(async () => {
