@@ -10,6 +10,7 @@ import { parseArgs } from "node:util";
 import { CLIENT_COMMANDS, DEFAULT_URL, runClientCommand } from "./client-commands.js";
 import { ConfigError } from "./config/error.js";
 import { loadConfigIsolated } from "./config/isolated.js";
+import { FirstSignal } from "./lifecycle/signals.js";
 import { createLogger } from "./log.js";
 import { Sidecar } from "./sidecar.js";
 
@@ -157,7 +158,10 @@ async function main(argv: string[]): Promise<number> {
   const sidecar = new Sidecar(config, log);
 
   let stopping = false;
+  const signals = new FirstSignal();
   const stop = (signal: string) => {
+    if (signals.isCopy(signal)) return; // npx's forwarded copy of the terminal's Ctrl-C
+    signals.first(signal);
     if (stopping) {
       log.warn(`second ${signal}: exiting now without draining`);
       process.exit(1);

@@ -4,6 +4,7 @@ import { createLogger } from "../log.js";
 import { Sidecar } from "../sidecar.js";
 import { AppProcess, exitStatus, signalStatus, startFailure, type AppOutcome } from "./app-process.js";
 import { LinePrefixer } from "./lines.js";
+import { FirstSignal } from "../lifecycle/signals.js";
 
 export interface RunOptions {
   config: Config;
@@ -46,7 +47,10 @@ export async function run(o: RunOptions): Promise<number> {
   let signalled!: (signal: NodeJS.Signals) => void;
   const firstSignal = new Promise<NodeJS.Signals>((resolve) => (signalled = resolve));
 
+  const signals = new FirstSignal();
   const onSignal = (signal: NodeJS.Signals) => {
+    if (signals.isCopy(signal)) return; // npx's forwarded copy of the terminal's Ctrl-C
+    signals.first(signal);
     if (!stopping) {
       stopping = true;
       signalled(signal);

@@ -180,6 +180,18 @@ describe("sidecar run -- <command>", () => {
     assert.ok(logIndex(p, "stopped") > 0, "the sidecar stopped");
   });
 
+  it("SIGINT twice at once (npx forwards the terminal's Ctrl-C, which the sidecar also got) is one Ctrl-C: the sidecar still stops first", async () => {
+    const { p } = await start("twice");
+    await appEnv(p, "twice");
+    await waitFor(() => sidecarLog(p).find((l) => l.message === "registered"), "the app registered", WAIT);
+    p.kill("SIGINT");
+    p.kill("SIGINT");
+    const code = await Promise.race([p.exit(), new Promise((_, reject) => setTimeout(() => reject(new Error("the CLI did not exit")), WAIT))]);
+    assert.ok(!sidecarLog(p).some((l) => String(l.message).startsWith("second SIGINT")), lines(p).join("\n"));
+    assert.ok(logIndex(p, "deregistered") >= 0 && logIndex(p, "stopped") > logIndex(p, "deregistered"), lines(p).join("\n"));
+    assert.equal(code, 130, p.stderr);
+  });
+
   it("a second signal kills the app at once", async () => {
     const { p } = await start("stubborn", "stubborn");
     const env = await appEnv(p, "stubborn");
