@@ -31,6 +31,7 @@ export const ERRORS = {
   SHUTTING_DOWN: { status: 503, doc: "the sidecar is shutting down and takes no new calls" },
   CLOSED: { status: 503, doc: "the component was closed and cannot be started again" },
   STARTING: { status: 503, doc: "the sidecar is still starting (e.g. waiting for NATS); Retry-After", retryAfter: 1 },
+  REGISTRY_UNAVAILABLE: { status: 503, doc: "this sidecar was not watching the service yet, and the registry did not list it within the call's deadline (or refused the watch); the call was not sent", retryAfter: 1 },
   BROKER_UNAVAILABLE: { status: 503, doc: "the broker did not take the published message (not connected, or JetStream did not store it)", retryAfter: 1 },
   OVERLOADED: { status: 503, doc: "the callee's app already has app.maxConcurrency calls in flight (Retry-After)", retryAfter: 1 },
   TOO_MANY_STREAMS: { status: 503, doc: "this sidecar already serves 16 GET /events streams; Retry-After", retryAfter: 1 },

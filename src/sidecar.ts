@@ -203,7 +203,9 @@ export class Sidecar implements Component {
     this.#registry = await createRegistry({ config, log: log.child({ component: "registry" }), nats: () => this.#natsClient(), signal: this.#stop.signal });
     this.#components.push("registry", this.#registry);
     const emit = this.#events.emit;
-    this.#view = new RegistryView(this.#registry, config.registry.ttl, log.child({ component: "registry-view" }), emit);
+    // Watch what we call (the services called, each from its first call).
+    const registry = this.#registry;
+    this.#view = new RegistryView(registry, { ttl: config.registry.ttl, idleWatch: config.registry.idleWatch, pinned: config.calls.services }, log.child({ component: "registry-view" }), emit);
     await this.#view.start();
     // Calls go out over the transport each callee's record names: http always, nats when connected to NATS.
     const nats = config.transport.kind === "nats" || config.registry.kind === "nats" ? await this.#natsClient() : undefined;
@@ -237,7 +239,15 @@ export class Sidecar implements Component {
       metrics.forget(service);
     });
 
-    const broker = (this.#broker = await createBroker({ config, log: log.child({ component: "broker" }), view, nats: () => this.#natsClient(), meshTls, signal: this.#stop.signal }));
+    const broker = (this.#broker = await createBroker({
+      config,
+      log: log.child({ component: "broker" }),
+      // The local broker fans a message out to every subscribed node: from its first publish on, it watches the whole registry.
+      subscribers: () => new RegistryView(registry, { ttl: config.registry.ttl, scope: "all" }, log.child({ component: "broker-view" })),
+      nats: () => this.#natsClient(),
+      meshTls,
+      signal: this.#stop.signal,
+    }));
     this.#components.push("broker", broker);
     this.#relay = new Relay({ app: config.app, service: config.service.name, appToken: config.app.token, log: log.child({ component: "relay" }), broker: () => broker, traffic: deliveryTraffic });
     this.#components.push("relay", this.#relay);
@@ -247,7 +257,7 @@ export class Sidecar implements Component {
     this.#checker = new HealthChecker({ host: config.app.host, port: config.app.port, token: config.app.token, ...config.app.health }, log.child({ component: "health" }));
     this.#gate = new InboundGate({ service: config.service.name, accepting: () => this.#checker?.state === "passing", maxConcurrency: config.app.maxConcurrency });
     const { interval, timeout, failureThreshold, successThreshold } = config.app.health;
-    const front = (this.#front = new FrontedApps({ registry: this.#registry, view, ttl: config.registry.ttl, address: () => this.node.address, mesh: meshVersion, ownNode: () => this.#node?.id, health: { interval, timeout, failureThreshold, successThreshold }, maxConcurrency: config.app.maxConcurrency, log: log.child({ component: "front" }) }));
+    const front = (this.#front = new FrontedApps({ registry: this.#registry, ttl: config.registry.ttl, address: () => this.node.address, mesh: meshVersion, ownNode: () => this.#node?.id, health: { interval, timeout, failureThreshold, successThreshold }, maxConcurrency: config.app.maxConcurrency, log: log.child({ component: "front" }) }));
     this.#components.push("front", front);
     this.#appClient = new AppClient({ service: config.service.name, host: config.app.host, port: config.app.port, token: config.app.token });
     this.#components.push("app-client", this.#appClient);
@@ -292,14 +302,14 @@ export class Sidecar implements Component {
       fronted: front.list(),
     });
     const mgmt = managementHandler(
-      { view, status, nodeState: (service, id) => selector.state(service, id), subscriptions: () => subscriptions.list(), metrics, about, recent: () => this.#recent.list(), events: (n) => this.#events.recent(n), traffic: () => ({ calls: callTraffic.snapshot(), deliveries: deliveryTraffic.snapshot() }) },
+      { view, list: () => this.#registry!.list(), lookupTimeout: config.calls.timeout, status, nodeState: (service, id) => selector.state(service, id), subscriptions: () => subscriptions.list(), metrics, about, recent: () => this.#recent.list(), events: (n) => this.#events.recent(n), traffic: () => ({ calls: callTraffic.snapshot(), deliveries: deliveryTraffic.snapshot() }) },
       log.child({ component: "api" }),
     );
     const publish = publishHandler({ broker, service: config.service.name, maxBody: config.api.maxBody, log: log.child({ component: "publish" }) });
     // With api.token, the app's Authorization header is for its sidecar: it does not travel on.
     const proxy = proxyHandler({ caller, defaultTimeout: config.calls.timeout, dropAuthorization: config.api.token !== undefined, log: log.child({ component: "proxy" }) });
     const microPath = microPathHandler({ caller, ...config.micro, maxBody: config.api.maxBody, defaultTimeout: config.calls.timeout, dropAuthorization: config.api.token !== undefined, log: log.child({ component: "micro" }) });
-    const microRegistry = microRegistryHandler({ front, view, maxBody: config.api.maxBody, log: log.child({ component: "front" }), rules: { hosts: [config.app.host], ownPorts: () => [bound.port, api.port] } });
+    const microRegistry = microRegistryHandler({ front, view, lookupTimeout: config.calls.timeout, maxBody: config.api.maxBody, log: log.child({ component: "front" }), rules: { hosts: [config.app.host], ownPorts: () => [bound.port, api.port] } });
     const apiToken = new Secret(config.api.token);
     const apiLog = log.child({ component: "api" });
     const microBroker = (this.#microBroker = new MicroBroker({

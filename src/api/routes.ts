@@ -5,7 +5,7 @@ import { requestIdOf } from "../http/headers.js";
 import { sendError, sendJson, sendText } from "../http/reply.js";
 import type { Logger } from "../log.js";
 import { isValidName, show } from "../names.js";
-import type { RegistryStatus } from "../registry/types.js";
+import type { NodeRecord, RegistryStatus } from "../registry/types.js";
 import type { RegistryView } from "../registry/view.js";
 import type { Metrics } from "../metrics.js";
 import type { NodeState } from "../selector/index.js";
@@ -13,6 +13,7 @@ import type { StampedEvent } from "../events/types.js";
 import type { TrafficSnapshot } from "../traffic/window.js";
 import type { RecentEvent } from "./recent.js";
 import { STATUS_PAGE } from "./status-page.js";
+import { lookup } from "../registry/lookup.js";
 
 /** What the health routes read from the running sidecar. */
 export interface SidecarStatus {
@@ -26,6 +27,10 @@ export interface SidecarStatus {
 
 export interface ManagementDeps {
   view: RegistryView;
+  /** A listing of the registry (GET /registry): one read of the backend, not a standing watch. */
+  list: () => Promise<NodeRecord[]>;
+  /** How long GET /registry/:service waits for the listing of a service this sidecar does not watch yet. */
+  lookupTimeout: number;
   status: SidecarStatus;
   nodeState: (service: string, nodeId: string) => NodeState | undefined;
   subscriptions: () => Record<string, unknown>[];
@@ -56,8 +61,9 @@ const PAGE_HEADERS = { ...NO_STORE, "content-security-policy": "default-src 'non
  * node:http like the hot path: a handful of fixed routes need no framework (express cost
  * about 6 MiB of resident memory per sidecar for these eight routes).
  */
-export function managementHandler({ view, status, nodeState, subscriptions, metrics, about, recent, events, traffic }: ManagementDeps, log: Logger): (req: IncomingMessage, res: ServerResponse) => void {
+export function managementHandler({ view, list, lookupTimeout, status, nodeState, subscriptions, metrics, about, recent, events, traffic }: ManagementDeps, log: Logger): (req: IncomingMessage, res: ServerResponse) => void {
   const nodesOf = (service: string) => view.nodes(service).map((n) => ({ ...n, state: nodeState(service, n.id) ?? EMPTY_STATE }));
+  const watching = () => ({ scope: view.scope, idleWatchMs: view.idleWatch, services: view.watched() });
 
   const routes = new Map<string, Route>([
     ["/health", (_req, res) => {
@@ -77,9 +83,12 @@ export function managementHandler({ view, status, nodeState, subscriptions, metr
       if (!status.subscriptionsHealthy()) reasons.push("a subscription failed to start (GET /subscriptions)");
       json(res, reasons.length === 0 ? 200 : 503, reasons.length === 0 ? { status: "ready" } : { status: "not ready", reasons });
     }],
-    ["/registry", (_req, res) => json(res, 200, { services: view.services().map((service) => ({ service, nodes: view.nodes(service) })) })],
-    ["/registry/:service", (_req, res, service) => {
+    // Every service: a listing of the backend made for this request (this sidecar watches only what it calls).
+    ["/registry", async (_req, res) => json(res, 200, listed(await listing(list)))],
+    // One service: from this sidecar's view, watching the service from now on as a call would.
+    ["/registry/:service", async (_req, res, service) => {
       if (service === undefined || !isValidName(service)) throw new SidecarError("INVALID_NAME", `service name ${show(service)} must match [A-Za-z0-9][A-Za-z0-9._-]{0,62}`);
+      await lookup(view, service, lookupTimeout);
       if (!view.known(service)) throw new SidecarError("SERVICE_NOT_FOUND", `no service named '${service}' in the registry`);
       // Each record as registered, plus this sidecar's balancing state of the node (in flight, ejection).
       json(res, 200, { service, nodes: nodesOf(service) });
@@ -92,6 +101,7 @@ export function managementHandler({ view, status, nodeState, subscriptions, metr
       sidecar: about(),
       health: { app: status.app(), registered: status.registered(), registry: status.registry(), broker: status.broker(), draining: status.draining() },
       services: view.services().map((service) => ({ service, nodes: nodesOf(service) })),
+      watching: watching(),
       subscriptions: subscriptions(),
       recentErrors: recent(),
       events: events(30),
@@ -130,5 +140,32 @@ export function managementHandler({ view, status, nodeState, subscriptions, metr
         return found[0](req, res, found[1]);
       })
       .catch((err: unknown) => sendError(res, err, requestId, log));
+  };
+}
+
+/** Nodes GET /registry answers with at most: the listing is of the whole registry. */
+export const MAX_LISTED_NODES = 10_000;
+
+async function listing(list: () => Promise<NodeRecord[]>): Promise<NodeRecord[]> {
+  try {
+    return await list();
+  } catch (err) {
+    throw new SidecarError("REGISTRY_UNAVAILABLE", `cannot list the registry: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** The listing by service, sorted, at most MAX_LISTED_NODES nodes; says that it is a listing. */
+function listed(nodes: NodeRecord[]): Record<string, unknown> {
+  const by = new Map<string, NodeRecord[]>();
+  const sorted = [...nodes].sort((a, b) => (a.service === b.service ? (a.id < b.id ? -1 : 1) : a.service < b.service ? -1 : 1));
+  for (const n of sorted.slice(0, MAX_LISTED_NODES)) {
+    let list = by.get(n.service);
+    if (!list) by.set(n.service, (list = []));
+    list.push(n);
+  }
+  return {
+    services: [...by].map(([service, ns]) => ({ service, nodes: ns })),
+    source: "listing",
+    ...(nodes.length > MAX_LISTED_NODES ? { truncated: { nodes: nodes.length, listed: MAX_LISTED_NODES } } : {}),
   };
 }

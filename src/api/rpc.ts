@@ -120,9 +120,9 @@ function checkEndpoint(endpoint: unknown): string {
 }
 
 /** micro's `address`: only a live node of the service (400 otherwise: no calls to arbitrary hosts). */
-function checkAddress(caller: Caller, service: string, address: unknown): string {
+async function checkAddress(caller: Caller, service: string, address: unknown, timeout: number): Promise<string> {
   if (typeof address !== "string" || address === "") throw new SidecarError("INVALID_REQUEST", `field 'address' must be a node's host:port, got ${show(address)}`);
-  if (!caller.hasNode(service, address)) throw notANode(service, address);
+  if (!(await caller.hasNode(service, address, timeout))) throw notANode(service, address);
   return address;
 }
 
@@ -155,8 +155,9 @@ export function rpcHandler(o: RpcOptions): (req: IncomingMessage, res: ServerRes
         const endpoint = checkEndpoint(f.method);
         const path = endpointToPath(endpoint);
         const payload = typeof f.request === "string" ? jsonStringRequest(f.request, "field 'request'") : EMPTY_OBJECT;
-        const node = f.address === undefined ? undefined : checkAddress(o.caller, service, f.address);
-        const call: Call = { service, method: "POST", path, headers: passHeaders(req, "application/json"), body: payload, timeout: checkTimeoutHeader(req) ?? o.defaultTimeout, retries: headerRetries(req), key: keyOf(req, o.caller, service), label: endpoint, requestId, node, rpc: endpoint.startsWith("/") ? undefined : endpoint };
+        const timeout = checkTimeoutHeader(req) ?? o.defaultTimeout;
+        const node = f.address === undefined ? undefined : await checkAddress(o.caller, service, f.address, timeout);
+        const call: Call = { service, method: "POST", path, headers: passHeaders(req, "application/json"), body: payload, timeout, retries: headerRetries(req), key: keyOf(req, o.caller, service), label: endpoint, requestId, node, rpc: endpoint.startsWith("/") ? undefined : endpoint };
         at.caller = true;
         await o.caller.call(call, res);
         return;
@@ -206,7 +207,7 @@ export function rpcHandler(o: RpcOptions): (req: IncomingMessage, res: ServerRes
         const span = request === undefined ? undefined : requestSpan(body, requestKey);
         payload = span ? body.subarray(span.start, span.end) : request === undefined ? EMPTY_OBJECT : reencode(request);
       }
-      const node = address === undefined ? undefined : checkAddress(o.caller, service, address);
+      const node = address === undefined ? undefined : await checkAddress(o.caller, service, address, timeout ?? o.defaultTimeout);
       const call: Call = { service, method: "POST", path, headers: passHeaders(req, "application/json"), body: payload, timeout: timeout ?? o.defaultTimeout, retries, key: keyOf(req, o.caller, service), label: endpoint, requestId, node, rpc: endpoint.startsWith("/") ? undefined : endpoint };
       at.caller = true;
       await o.caller.call(call, res);

@@ -47,11 +47,20 @@ export const STATUS_PAGE = `<!doctype html>
   <thead><tr><th>subscription</th><th>messages/s</th><th>success</th><th>p50</th><th>p99</th><th>deliveries per second (failed in red)</th></tr></thead>
   <tbody></tbody>
 </table>
-<h2>Services</h2>
+<h2>Services this sidecar calls</h2>
+<div class="meta" id="watching"></div>
 <table id="services">
   <thead><tr><th>service</th><th>node</th><th>address</th><th>version</th><th>state</th><th>in flight</th><th>failures in a row</th><th>ejections</th></tr></thead>
   <tbody></tbody>
 </table>
+<details id="listing">
+  <summary>Every service in the registry: a listing, read when opened (this sidecar watches only what it calls)</summary>
+  <button id="relist" type="button">List again</button> <span class="meta" id="listed"></span>
+  <table id="registry">
+    <thead><tr><th>service</th><th>nodes</th><th>addresses</th></tr></thead>
+    <tbody></tbody>
+  </table>
+</details>
 <h2>Subscriptions</h2>
 <table id="subscriptions">
   <thead><tr><th>name</th><th>topic</th><th>path</th><th>state</th><th>delivered</th><th>retried</th><th>dead-lettered</th><th>dropped</th><th>in flight</th></tr></thead>
@@ -159,7 +168,12 @@ function render(s) {
       nodes.push([[svc.service], [n.id], [n.address], [n.version], state, [st.inFlight], [st.consecutiveFailures], [st.ejections]]);
     }
   }
-  fill("services", nodes, 8, "no service is registered");
+  fill("services", nodes, 8, "no service called yet");
+  const w = s.watching;
+  document.getElementById("watching").textContent = w.scope === "all"
+    ? "watching the whole registry (the local broker delivers to every subscribed node)"
+    : "watching " + w.services.length + " service" + (w.services.length === 1 ? "" : "s") + ": each from its first call until unused for " + Math.round(w.idleWatchMs / 1000) + " s (registry.idleWatch)" +
+      (w.services.some((x) => x.pinned) ? "; always: " + w.services.filter((x) => x.pinned).map((x) => x.service).join(", ") : "");
   fill("subscriptions", s.subscriptions.map((x) => [[x.name], [x.topic], [x.path],
     [x.state + (x.error ? ": " + x.error : ""), x.state === "active" ? "ok" : x.state === "paused" ? "warn" : "bad"],
     [x.delivered], [x.retried], [x.deadLettered], [x.dropped, x.dropped > 0 ? "bad" : ""], [x.inFlight]]), 9, "no subscriptions");
@@ -181,11 +195,30 @@ document.getElementById("login").addEventListener("submit", (e) => {
   sessionStorage.setItem("sidecar-api-token", document.getElementById("token").value);
   refresh();
 });
+function authHeaders() {
+  const headers = { accept: "application/json" };
+  const token = sessionStorage.getItem("sidecar-api-token");
+  if (token) headers.authorization = "Bearer " + token;
+  return headers;
+}
+// GET /registry reads the whole registry: only when asked (the details opened, or "List again").
+async function listRegistry() {
+  try {
+    const res = await fetch("registry", { headers: authHeaders() });
+    if (!res.ok) throw new Error("GET /registry answered " + res.status);
+    const r = await res.json();
+    fill("registry", r.services.map((x) => [[x.service], [x.nodes.length], [x.nodes.map((n) => n.address).join(" ")]]), 3, "the registry is empty");
+    document.getElementById("listed").textContent = "listed at " + new Date().toLocaleTimeString() + (r.truncated ? " (the first " + r.truncated.listed + " of " + r.truncated.nodes + " nodes)" : "");
+  } catch (err) {
+    document.getElementById("listed").textContent = "cannot list the registry: " + err.message;
+  }
+}
+document.getElementById("listing").addEventListener("toggle", (e) => { if (e.target.open) listRegistry(); });
+document.getElementById("relist").addEventListener("click", listRegistry);
 async function refresh() {
   try {
-    const headers = { accept: "application/json" };
-    const token = sessionStorage.getItem("sidecar-api-token");
-    if (token) headers.authorization = "Bearer " + token;
+    const headers = authHeaders();
+    const token = headers.authorization;
     const res = await fetch("status", { headers });
     document.getElementById("login").hidden = res.status !== 401;
     if (res.status === 401) {

@@ -13,7 +13,8 @@ export type { ActiveSubscription, Broker, Delivery, Outcome, SubscriptionSpec } 
 export interface BrokerDeps {
   config: Config;
   log: Logger;
-  view: RegistryView;
+  /** A view of every node of every service, not started (the local broker starts it at its first publish, and closes it). */
+  subscribers: () => RegistryView;
   nats: () => Promise<NatsClient>;
   /** mesh.tls, loaded: the local broker posts to peers' inbound listeners with it. */
   meshTls?: MeshTls | undefined;
@@ -23,7 +24,7 @@ export interface BrokerDeps {
 
 /** Broker factories keyed by `broker.kind`. */
 export const BROKERS: Record<Config["broker"]["kind"], (deps: BrokerDeps) => Promise<Broker>> = {
-  local: async ({ config, view, log, meshTls }) => new LocalBroker(view, log, { meshToken: config.mesh.token, tls: meshTls, service: config.service.name }),
+  local: async ({ config, subscribers, log, meshTls }) => new LocalBroker(subscribers, log, { meshToken: config.mesh.token, tls: meshTls, service: config.service.name }),
   nats: async ({ config, log, nats }) => NatsBroker.open(await nats(), { maxAge: config.broker.streamMaxAge, replicas: config.broker.streamReplicas }, log),
   // Loaded only when configured: sidecars on another broker do not load amqplib.
   rabbitmq: async ({ config, log, signal }) => {

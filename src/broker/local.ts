@@ -31,7 +31,10 @@ export class LocalBroker implements Broker {
   #subs: LocalSubscription[] = [];
   #notTaken = 0;
 
-  constructor(private readonly view: RegistryView, private readonly log: Logger, peers: { meshToken?: string | undefined; tls?: MeshTls | undefined; service?: string | undefined } = {}) {
+  /** Every node of every service: opened at the first publish (a sidecar that never publishes watches only what it calls). */
+  #everyone: Promise<RegistryView> | undefined;
+
+  constructor(private readonly subscribers: () => RegistryView, private readonly log: Logger, peers: { meshToken?: string | undefined; tls?: MeshTls | undefined; service?: string | undefined } = {}) {
     this.#meshToken = peers.meshToken;
     this.#service = peers.service;
     this.#client = peerClient(peers.tls, { keepAlive: true, maxSockets: 64 });
@@ -46,8 +49,9 @@ export class LocalBroker implements Broker {
     // The publisher is this sidecar's service (dead letters included), whatever the app's headers said:
     // subscribers check it against inbound.allow, and believe it only with the mesh token or a certificate.
     if (this.#service) sent[H.caller] = this.#service;
-    for (const service of this.view.services()) {
-      const nodes = this.view.nodes(service).filter((n) => n.subscriptions.some((p) => subjectMatches(p, topic)));
+    const view = await this.#view();
+    for (const service of view.services()) {
+      const nodes = view.nodes(service).filter((n) => n.subscriptions.some((p) => subjectMatches(p, topic)));
       if (nodes.length === 0) continue;
       const start = this.#rotation.get(service) ?? 0;
       this.#rotation.set(service, start + 1);
@@ -122,9 +126,26 @@ export class LocalBroker implements Broker {
 
   #closed = false;
 
+  /** The view of every node, watched from the first publish on (a failed start is tried again at the next). */
+  #view(): Promise<RegistryView> {
+    this.#everyone ??= (async () => {
+      const view = this.subscribers();
+      try {
+        await view.start();
+        return view;
+      } catch (err) {
+        this.#everyone = undefined;
+        await view.close();
+        throw err;
+      }
+    })();
+    return this.#everyone;
+  }
+
   async close(): Promise<void> {
     this.#closed = true;
     this.#client.agent.destroy();
+    await (await this.#everyone?.catch(() => undefined))?.close();
   }
 }
 

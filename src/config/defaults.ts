@@ -17,6 +17,8 @@ export const DEFAULTS = {
   inboundPortLocal: 0,
   registryTtl: 15_000,
   registryBucket: "sidecar_registry",
+  /** A watched service unused this long is no longer watched. */
+  registryIdleWatch: 600_000,
   natsServers: ["nats://127.0.0.1:4222"],
   /** nats.js's default is 2 minutes: behind a network that drops packets the client would not look for another server for up to 4. */
   natsPingInterval: 5_000,

@@ -149,6 +149,8 @@ export const configSchema = z.strictObject({
       bucket: z.string().regex(/^[A-Za-z0-9_-]+$/, "expected a bucket name of letters, digits, '_' and '-'").default(DEFAULTS.registryBucket),
       /** nats: bucket replicas (1, 3 or 5) on a cluster. */
       replicas: z.union([z.literal(1), z.literal(3), z.literal(5)], { error: "expected 1, 3 or 5" }).default(1),
+      /** A service this sidecar watches (from its first call) and has not called for this long is no longer watched. */
+      idleWatch: positiveDuration("registry.idleWatch").default(DEFAULTS.registryIdleWatch),
     })
     .prefault({}),
   /** How peers reach this node: `http` (its inbound listener) or `nats` (request/reply; needs NATS). */
@@ -251,7 +253,11 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
   calls: z
-    .strictObject({ timeout: positiveDuration("calls.timeout").default(DEFAULTS.callTimeout) })
+    .strictObject({
+      timeout: positiveDuration("calls.timeout").default(DEFAULTS.callTimeout),
+      /** Services this sidecar calls, watched from the start (their first call waits for nothing) and kept however idle. At most 256. */
+      services: z.array(name).max(256, "at most 256 services").default([]),
+    })
     .prefault({}),
   /** Compatibility with the micro toolkit's sidecar (micro/micro `car/`): its path form and error shape. */
   micro: z

@@ -7,7 +7,6 @@ import type { Logger } from "../log.js";
 import { Lifecycle, type Component } from "../lifecycle/component.js";
 import type { NodeRecord, Registry } from "../registry/types.js";
 import { Registrar } from "../registry/registrar.js";
-import type { RegistryView } from "../registry/view.js";
 import { MAX_FRONTED_NODES, type FrontedSpec } from "./spec.js";
 
 /** How long a fronted app may fail its health check (or not answer at all) before it is forgotten, without `?ttl=`. */
@@ -15,7 +14,6 @@ export const DEFAULT_FORGET_MS = 60_000;
 
 export interface FrontedOptions {
   registry: Registry;
-  view: RegistryView;
   /** registry.ttl: heartbeats every TTL/3, like the own node's. */
   ttl: number;
   /** This sidecar's advertised inbound address: every fronted node's record points here. */
@@ -88,19 +86,31 @@ export class FrontedApps implements FrontedTargets, Component {
       throw new SidecarError("INVALID_REQUEST", `this sidecar fronts ${this.#nodes.size} nodes and takes at most ${MAX_FRONTED_NODES}; ${added} more would be too many`);
     }
     for (const s of specs) this.#checkId(s);
+    await this.#checkTaken(specs.filter((s) => !this.#nodes.has(s.id)));
     return Promise.all(specs.map((s) => this.#add(s, forgetAfter)));
   }
 
-  /** A node id may not be the own node's, a node of another service here, or a node another sidecar registered. */
+  /** A new node's id may not be one another sidecar registered for the service: a listing of each service named (this sidecar need not watch it). */
+  async #checkTaken(specs: FrontedSpec[]): Promise<void> {
+    for (const service of new Set(specs.map((s) => s.service))) {
+      let nodes: NodeRecord[];
+      try {
+        nodes = await this.o.registry.list(service);
+      } catch (err) {
+        throw new SidecarError("REGISTRY_UNAVAILABLE", `cannot list service '${service}' to check the node ids: ${(err as Error).message}`, { cause: err });
+      }
+      for (const s of specs) {
+        const other = s.service === service ? nodes.find((n) => n.id === s.id) : undefined;
+        if (other) throw new SidecarError("INVALID_REQUEST", `node id '${s.id}' is already registered (service '${other.service}' at ${other.address}); pick another id`);
+      }
+    }
+  }
+
+  /** A node id may not be the own node's, or a node of another service here. */
   #checkId(s: FrontedSpec): void {
     const mine = this.#nodes.get(s.id);
     if (s.id === this.o.ownNode()) throw new SidecarError("INVALID_REQUEST", `node id '${s.id}' is this sidecar's own node`);
     if (mine && mine.service !== s.service) throw new SidecarError("INVALID_REQUEST", `node id '${s.id}' is already fronted here for service '${mine.service}'`);
-    if (mine) return;
-    for (const service of this.o.view.services()) {
-      const other = this.o.view.nodes(service).find((n) => n.id === s.id);
-      if (other) throw new SidecarError("INVALID_REQUEST", `node id '${s.id}' is already registered (service '${other.service}' at ${other.address}); pick another id`);
-    }
   }
 
   async #add(spec: FrontedSpec, forgetAfter: number): Promise<{ id: string; state: "registered" | "waiting" }> {

@@ -7,6 +7,7 @@ import type { Logger } from "../log.js";
 import { isValidName, show } from "../names.js";
 import type { NodeRecord } from "../registry/types.js";
 import type { RegistryView } from "../registry/view.js";
+import { lookup } from "../registry/lookup.js";
 import { parseAddress } from "../transport/http.js";
 import type { FrontedApps } from "./fronted.js";
 import { parseService, parseTtl, type SpecRules } from "./spec.js";
@@ -14,6 +15,8 @@ import { parseService, parseTtl, type SpecRules } from "./spec.js";
 export interface RegistryRouteOptions {
   front: FrontedApps;
   view: RegistryView;
+  /** How long a GET waits for the listing of a service this sidecar does not watch yet. */
+  lookupTimeout: number;
   rules: SpecRules;
   maxBody: number;
   log: Logger;
@@ -46,6 +49,7 @@ export function microRegistryHandler(o: RegistryRouteOptions): (req: IncomingMes
     if (req.method === "GET" || req.method === "HEAD") {
       const service = url.searchParams.get("service")!;
       if (!isValidName(service)) throw new SidecarError("INVALID_NAME", `service name ${show(service)} must match [A-Za-z0-9][A-Za-z0-9._-]{0,62}`);
+      await lookup(o.view, service, o.lookupTimeout);
       const nodes = o.view.nodes(service);
       // micro answered 404 for a service without nodes.
       if (nodes.length === 0) throw new SidecarError("SERVICE_NOT_FOUND", `no service named '${service}' in the registry`);

@@ -80,8 +80,17 @@ export class Caller {
     return this.selector.hashHeader(service);
   }
 
-  /** Is `address` the address of a live node of `service`? (A pinned call goes nowhere else.) */
-  hasNode(service: string, address: string): boolean {
+  /** Is `address` the address of a live node of `service`? (A pinned call goes nowhere else.) Watches the service from now on. */
+  async hasNode(service: string, address: string, timeout: number): Promise<boolean> {
+    const listing = this.view.want(service);
+    if (listing) {
+      const deadline = new Deadline(timeout);
+      try {
+        await listed(listing, service, deadline);
+      } finally {
+        deadline.done();
+      }
+    }
     return this.view.nodes(service).some((n) => n.address === address);
   }
 
@@ -96,16 +105,21 @@ export class Caller {
       if (!res.writableFinished) deadline.cancel();
     };
     res.once("close", onClose);
-    // A name the registry does not know gets no state here (balancer, metric series): callers
-    // can send any name, and each would stay for good (issue 12, item 6).
-    const known = this.view.known(call.service);
-    const balancer = known ? this.selector.service(call.service) : undefined;
+    let known = false;
+    let balancer: ServiceBalancer | undefined;
     let sent: Sent | undefined;
     let outcome: Outcome = "neutral";
     let answered = 0;
     const t0 = performance.now();
     this.#inFlight += 1;
     try {
+      // The first call to a service this sidecar does not watch yet waits for its listing.
+      const listing = this.view.want(call.service);
+      if (listing) await listed(listing, call.service, deadline);
+      // A name the registry does not know gets no state here (balancer, metric series): callers
+      // can send any name, and each would stay for good (issue 12, item 6).
+      known = this.view.known(call.service);
+      balancer = known ? this.selector.service(call.service) : undefined;
       if (!balancer) throw new SidecarError("SERVICE_NOT_FOUND", `no service named '${call.service}' in the registry`);
       sent = await this.#send(call, balancer, deadline);
       const { upstream } = sent;
@@ -129,7 +143,7 @@ export class Caller {
     } finally {
       this.#inFlight -= 1;
       this.observer?.call(known ? call.service : OTHER, call.label, answered, (performance.now() - t0) / 1000);
-      if (sent) balancer!.end(sent.node.id, outcome, sent.nodes);
+      if (sent) balancer?.end(sent.node.id, outcome, sent.nodes);
       deadline.done();
       res.off("close", onClose);
     }
@@ -258,4 +272,23 @@ export function notANode(service: string, address: string): SidecarError {
 
 function timeout(call: Call, cause?: unknown): SidecarError {
   return new SidecarError("TIMEOUT", `call to '${call.service}' did not complete within ${call.timeout}ms`, { cause });
+}
+
+/** Wait for a service's first listing, within the call's deadline: a call that cannot be resolved is never sent. */
+function listed(listing: Promise<void>, service: string, deadline: Deadline): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const off = deadline.onCancel(() =>
+      reject(new SidecarError("REGISTRY_UNAVAILABLE", `the registry did not list service '${service}' within the call's deadline (this sidecar was not watching it yet); the call was not sent`)),
+    );
+    listing.then(
+      () => {
+        off();
+        resolve();
+      },
+      (err: Error) => {
+        off();
+        reject(new SidecarError("REGISTRY_UNAVAILABLE", `cannot watch service '${service}' in the registry: ${err.message}; the call was not sent`, { cause: err }));
+      },
+    );
+  });
 }

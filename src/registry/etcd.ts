@@ -3,7 +3,7 @@ import { Etcd3, EtcdAuthenticationFailedError, EtcdLeaseInvalidError, EtcdPermis
 import { closedError } from "../lifecycle/component.js";
 import { sleep } from "../lifecycle/wait-idle.js";
 import type { Logger } from "../log.js";
-import { parseNodeRecord, type NodeRecord, type Registry, type RegistryEvent, type RegistryStatus, type RegistryWatch } from "./types.js";
+import { parseNodeRecord, type NodeRecord, type Registry, type RegistryEvent, type RegistryStatus, type RegistryWatch, type WatchScope } from "./types.js";
 
 export interface EtcdRegistryOptions {
   endpoints: readonly string[];
@@ -129,9 +129,11 @@ export class EtcdRegistry implements Registry {
     return res.kvs.map((kv) => this.#parse(kv)).filter((n): n is NodeRecord => n !== undefined);
   }
 
-  async watch(onEvent: (event: RegistryEvent) => void): Promise<RegistryWatch> {
+  /** A prefix watch of `<prefix><service>/` (one service), or of `<prefix>` (all); the client carries every watch on one gRPC stream. */
+  async watch(onEvent: (event: RegistryEvent) => void, scope?: WatchScope): Promise<RegistryWatch> {
     if (this.#closed) throw closedError("etcd registry");
-    const w = new EtcdWatch(this.client, this.options.prefix, onEvent, {
+    const prefix = scope ? `${this.options.prefix}${scope.service}/` : this.options.prefix;
+    const w = new EtcdWatch(this.client, prefix, onEvent, {
       parse: (kv) => this.#parse(kv),
       split: (key) => this.#split(key),
       reached: () => this.#reached(),

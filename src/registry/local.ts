@@ -2,7 +2,7 @@ import { watch as fsWatch, type FSWatcher } from "node:fs";
 import { mkdir, readdir, readFile, rename, stat, unlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "../log.js";
-import { parseNodeRecord, type NodeRecord, type Registry, type RegistryEvent, type RegistryStatus, type RegistryWatch } from "./types.js";
+import { parseNodeRecord, type NodeRecord, type Registry, type RegistryEvent, type RegistryStatus, type RegistryWatch, type WatchScope } from "./types.js";
 import { closedError } from "../lifecycle/component.js";
 
 export interface LocalRegistryOptions {
@@ -53,8 +53,8 @@ export class LocalRegistry implements Registry {
     });
   }
 
-  /** Every live record with the mtime it was last refreshed at. */
-  async #scan(): Promise<Map<string, { node: NodeRecord; mtime: number }>> {
+  /** Every live record (of `service`, when given) with the mtime it was last refreshed at. */
+  async #scan(service?: string): Promise<Map<string, { node: NodeRecord; mtime: number }>> {
     const out = new Map<string, { node: NodeRecord; mtime: number }>();
     const now = Date.now();
     let names: string[];
@@ -66,7 +66,8 @@ export class LocalRegistry implements Registry {
     }
     await Promise.all(
       names
-        .filter((n) => n.endsWith(".json"))
+        // `shop.` also prefixes shop.cart's files: the record's own service decides (below).
+        .filter((n) => n.endsWith(".json") && (service === undefined || n.startsWith(`${service}.`)))
         .map(async (name) => {
           const file = path.join(this.options.dir, name);
           try {
@@ -78,7 +79,7 @@ export class LocalRegistry implements Registry {
             }
             if (age > this.options.ttl) return;
             const node = parseNodeRecord(JSON.parse(await readFile(file, "utf8")));
-            if (node) out.set(`${node.service}.${node.id}`, { node, mtime: st.mtimeMs });
+            if (node && (service === undefined || node.service === service)) out.set(`${node.service}.${node.id}`, { node, mtime: st.mtimeMs });
           } catch {
             // Vanished between readdir and read (deregistered), or half-read: the next scan settles it.
           }
@@ -88,11 +89,10 @@ export class LocalRegistry implements Registry {
   }
 
   async list(service?: string): Promise<NodeRecord[]> {
-    const all = [...(await this.#scan()).values()].map((e) => e.node);
-    return service ? all.filter((n) => n.service === service) : all;
+    return [...(await this.#scan(service)).values()].map((e) => e.node);
   }
 
-  async watch(onEvent: (event: RegistryEvent) => void): Promise<RegistryWatch> {
+  async watch(onEvent: (event: RegistryEvent) => void, scope?: WatchScope): Promise<RegistryWatch> {
     if (this.#closed) throw closedError("local registry");
     let known = new Map<string, number>();
     let stopped = false;
@@ -106,7 +106,7 @@ export class LocalRegistry implements Registry {
       scanning = true;
       do {
         again = false;
-        const now = await this.#scan();
+        const now = await this.#scan(scope?.service);
         if (stopped) break;
         for (const [key, { node, mtime }] of now) {
           if (known.get(key) !== mtime) onEvent({ type: "put", node, seenAt: mtime });

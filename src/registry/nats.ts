@@ -1,8 +1,11 @@
-import type { KV } from "@nats-io/kv";
+import type { KV, KvWatchEntry } from "@nats-io/kv";
 import type { Logger } from "../log.js";
 import type { NatsClient } from "../nats/connect.js";
-import { parseNodeRecord, type NodeRecord, type Registry, type RegistryEvent, type RegistryStatus, type RegistryWatch } from "./types.js";
+import { parseNodeRecord, type NodeRecord, type Registry, type RegistryEvent, type RegistryStatus, type RegistryWatch, type WatchScope } from "./types.js";
 import { closedError } from "../lifecycle/component.js";
+import { consumerInfo, KvWatcher, pendingAtOpen, type Iter, type KvWatchDeps } from "./nats-watch.js";
+import type { JetStreamManager } from "@nats-io/jetstream";
+import { Canary } from "./nats-canary.js";
 
 export interface NatsRegistryOptions {
   /** JetStream KV bucket. */
@@ -22,40 +25,65 @@ function splitKey(key: string): { service: string; id: string } {
 }
 
 /**
- * The production registry: a JetStream key-value bucket. Entries expire by the
- * bucket's max age; since nats-server 2.9 sends watchers no event for that, each event carries
- * `seenAt` and the RegistryView drops records not refreshed within the TTL.
+ * The production registry: a JetStream key-value bucket, one key per node (`<service>.<id>`).
+ * Entries expire by the bucket's max age; since nats-server 2.9 sends watchers no event for
+ * that, each event carries `seenAt` and the RegistryView drops records not refreshed within the
+ * TTL. Callers watch the keys of the services they call (`greeter.*`), so a heartbeat reaches the
+ * callers of its service only; a canary watch of one of our own keys tells stalled watches apart
+ * from quiet services.
+ *
+ * nats-server 2.11 adds per-message TTLs and delete markers on expiry (`allow_msg_ttl`,
+ * `subject_delete_marker_ttl`): a bucket created with them would tell watchers of a lapsed
+ * record, and this class could then say `expiresRecords` as etcd does (views would stop ageing
+ * records). Heartbeats would still be re-puts: KV has no keep-alive. That is the one place to
+ * change (`open` and `expiresRecords`); the server here is 2.9, so it is not done.
  */
 export class NatsRegistry implements Registry {
   readonly kind = "nats";
+  /** Our records' keys, by node id (this sidecar's node and the apps it fronts). */
   #keys = new Map<string, string>();
-  #watches = new Set<RegistryWatch>();
+  #watchers = new Set<KvWatcher>();
   #creating = new Set<Promise<unknown>>();
   #closed = false;
   /** The last heartbeat write failed while connected: everyone's heartbeats are likely failing too. */
   #writesFailing = false;
-  /**
-   * When the oldest of our record writes that the watch has not shown yet succeeded (undefined:
-   * the watch has shown them all). The watch must show a write soon after it succeeds.
-   */
-  #unseenSince: number | undefined;
-  /**
-   * Our watch stalled or failed and has not shown one of our own writes since: this sidecar is
-   * blind to heartbeats, so silence proves nothing about other nodes (the view must not expire them).
-   */
-  #watchBlind = false;
+  /** Watches one of our keys; undefined while we have no record. */
+  #canary: Canary | undefined;
+  readonly #deps: KvWatchDeps;
 
   private constructor(
     private readonly client: NatsClient,
     private readonly kv: KV,
     private readonly options: NatsRegistryOptions,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.#deps = { kv, log, track: (p) => this.#track(p), closed: () => this.#closed, release: (iter) => this.#release(iter) };
+  }
+
+  #jsm: Promise<JetStreamManager> | undefined;
+
+  /**
+   * Stop a watch's iterator and delete its consumer: nats.js leaves an ordered consumer on the
+   * server for 5 minutes after its last subscriber, and every closed watch and listing would add
+   * one. Best effort (a consumer already gone, or a server away, is left to that threshold).
+   */
+  #release(iter: Iter): void {
+    iter.stop();
+    void (async () => {
+      const info = await consumerInfo(iter);
+      if (!info?.name || !info.stream_name || this.client.status() !== "connected") return;
+      this.#jsm ??= this.client.jetstreamManager({ timeout: listTimeout(this.options.ttl) }).catch((err: unknown) => {
+        this.#jsm = undefined;
+        throw err;
+      });
+      await (await this.#jsm).consumers.delete(info.stream_name, info.name);
+    })().catch(() => undefined);
+  }
 
   static async open(client: NatsClient, options: NatsRegistryOptions, log: Logger, signal?: AbortSignal): Promise<NatsRegistry> {
     // A write that cannot complete must fail before the next heartbeat is due (TTL/3), not after
     // the client's 5 s default, or one lost request during a reconnect costs the node its record.
-    const timeout = Math.max(250, Math.min(5_000, Math.floor(options.ttl / 3)));
+    const timeout = listTimeout(options.ttl);
     const kvm = client.kvm({ timeout });
     // A cluster that is still electing its JetStream leader (or a server without JetStream yet)
     // refuses the bucket for a while: wait for it, saying so, rather than fail the start.
@@ -78,11 +106,13 @@ export class NatsRegistry implements Registry {
     try {
       await this.kv.put(key, JSON.stringify(node));
       this.#writesFailing = false;
-      this.#unseenSince ??= Date.now();
     } catch (err) {
       this.#writesFailing = true;
       throw err;
     }
+    if (this.#closed) return;
+    this.#canary ??= new Canary(this.#deps, key, this.options.ttl, () => this.#restartAll());
+    this.#canary.written(key);
   }
 
   async deregister(nodeId: string): Promise<void> {
@@ -90,83 +120,74 @@ export class NatsRegistry implements Registry {
     const key = this.#keys.get(nodeId);
     if (!key) return;
     this.#keys.delete(nodeId);
+    if (this.#canary?.key === key) {
+      // Watch another of our keys, if any (it starts checking at its next heartbeat).
+      this.#canary.stop();
+      const next = this.#keys.values().next();
+      this.#canary = next.done ? undefined : new Canary(this.#deps, next.value, this.options.ttl, () => this.#restartAll());
+    }
     await this.kv.delete(key);
   }
 
+  /** One ordered consumer over the keys (last value each), read to its end: one round trip per batch, not one per key. */
   async list(service?: string): Promise<NodeRecord[]> {
+    if (this.#closed) throw closedError("nats registry");
     const now = Date.now();
     const out: NodeRecord[] = [];
-    const keys = await this.kv.keys(service ? `${service}.*` : ">");
-    for await (const key of keys) {
-      const entry = await this.kv.get(key);
-      if (!entry || entry.operation !== "PUT" || now - entry.created.getTime() > this.options.ttl) continue;
-      const node = this.#parse(entry.value, key);
-      if (node) out.push(node);
+    const iter = await this.#track(this.kv.watch({ key: service ? `${service}.*` : ">" }));
+    const give = setTimeout(() => iter.stop(), 4 * listTimeout(this.options.ttl));
+    try {
+      if ((await pendingAtOpen(iter)) === 0) return out;
+      for await (const e of iter) {
+        if (e.operation === "PUT" && now - e.created.getTime() <= this.options.ttl) {
+          const node = this.#parse(e.value, e.key);
+          if (node && (service === undefined || node.service === service)) out.push(node);
+        }
+        if (e.isUpdate) break;
+      }
+    } finally {
+      clearTimeout(give);
+      this.#release(iter);
     }
     return out;
   }
 
-  async watch(onEvent: (event: RegistryEvent) => void): Promise<RegistryWatch> {
+  /** A watch of `<service>.*` (one service's nodes: node ids have no dots), or of every key. */
+  async watch(onEvent: (event: RegistryEvent) => void, scope?: WatchScope): Promise<RegistryWatch> {
     if (this.#closed) throw closedError("nats registry");
-    let stopped = false;
-    const first = await this.#openWatch("open", () => this.#closed);
-    if (!first) throw new Error("the registry was closed while its watch was opening");
-    let iter = first;
-    const run = async (): Promise<void> => {
-      while (!stopped) {
-        try {
-          for await (const e of iter) {
-            if (this.#unseenSince !== undefined && this.#isOurs(e.key)) {
-              this.#unseenSince = undefined;
-              if (this.#watchBlind) this.log.info("registry watch sees our heartbeats again");
-              this.#watchBlind = false;
-            }
-            if (e.operation === "PUT") {
-              const node = this.#parse(e.value, e.key);
-              // Historical entries carry their server time (never in our future); live ones are fresh now,
-              // which keeps clock skew between hosts out of expiry.
-              const seenAt = e.isUpdate ? Date.now() : Math.min(e.created.getTime(), Date.now());
-              if (node) onEvent({ type: "put", node, seenAt });
-            } else {
-              onEvent({ type: "delete", ...splitKey(e.key) });
-            }
-          }
-        } catch (err) {
-          this.log.warn("registry watch failed; restarting it", { error: (err as Error).message });
-        }
-        if (!stopped && !this.#closed) this.#watchBlind = true;
-        // Re-create the watch until it works; never iterate the finished one again.
-        const fresh = await this.#openWatch("restart", () => stopped || this.#closed);
-        if (!fresh) return;
-        iter = fresh;
-      }
-    };
-    void run();
-    // A watch can stall silently (its consumer lived on a cluster server that went away). Our own
-    // heartbeats are events we must see: one written but not seen within the limit restarts it.
-    // (Measured from the oldest unseen write: heartbeats come every TTL/3, so the newest one is
-    // never older than that, stalled or not.)
-    const stallAfter = Math.max(500, Math.min(2_000, Math.floor(this.options.ttl / 3)));
-    const watchdog = setInterval(() => {
-      const since = this.#unseenSince;
-      if (since !== undefined && Date.now() - since > stallAfter) {
-        this.log.warn("registry watch stalled (our own heartbeat never arrived); restarting it", { stalledMs: Date.now() - since });
-        this.#unseenSince = Date.now(); // the new watch gets its own stallAfter
-        this.#watchBlind = true;
-        iter.stop();
-      }
-    }, Math.max(100, Math.floor(stallAfter / 2)));
-    watchdog.unref();
-    const watch: RegistryWatch = {
+    const service = scope?.service;
+    const watcher = new KvWatcher(this.#deps, { key: service === undefined ? ">" : `${service}.*` }, (e) => {
+      const event = this.#event(e);
+      if (event && (service === undefined || (event.type === "put" ? event.node.service : event.service) === service)) onEvent(event);
+    });
+    this.#watchers.add(watcher);
+    try {
+      await watcher.start();
+    } catch (err) {
+      this.#watchers.delete(watcher);
+      throw err;
+    }
+    return {
       stop: () => {
-        stopped = true;
-        clearInterval(watchdog);
-        iter.stop();
-        this.#watches.delete(watch);
+        watcher.stop();
+        this.#watchers.delete(watcher);
       },
     };
-    this.#watches.add(watch);
-    return watch;
+  }
+
+  #event(e: KvWatchEntry): RegistryEvent | undefined {
+    if (e.operation !== "PUT") return { type: "delete", ...splitKey(e.key) };
+    const node = this.#parse(e.value, e.key);
+    // Historical entries carry their server time (never in our future); live ones are fresh now,
+    // which keeps clock skew between hosts out of expiry.
+    const seenAt = e.isUpdate ? Date.now() : Math.min(e.created.getTime(), Date.now());
+    return node ? { type: "put", node, seenAt } : undefined;
+  }
+
+  /** The canary found our own heartbeat unseen: the watches share its fate (a consumer's server gone), so all start again. */
+  #restartAll(): void {
+    for (const w of this.#watchers) w.restart();
+    this.#canary?.restart();
   }
 
   /**
@@ -174,40 +195,11 @@ export class NatsRegistry implements Registry {
    * connection closes. (nats.js starts a consumer's heartbeat timer before subscribing; a watch
    * whose subscribe fails on a closed connection leaks that timer, which keeps the process alive.)
    */
-  #createWatch(): Promise<Awaited<ReturnType<KV["watch"]>>> {
-    const p = this.kv.watch({ key: ">" });
+  #track<T>(p: Promise<T>): Promise<T> {
     this.#creating.add(p);
     const done = () => this.#creating.delete(p);
     p.then(done, done);
     return p;
-  }
-
-  /**
-   * Open a watch of the whole bucket, retrying every 250 ms (saying so): a cluster electing a
-   * leader refuses or times out for a while. A restart waits 250 ms first. Undefined once
-   * `stopped()`; a watch created after that is stopped at once (nobody else would stop it, and
-   * its heartbeat timer would keep the process alive).
-   */
-  async #openWatch(what: "open" | "restart", stopped: () => boolean): Promise<Awaited<ReturnType<KV["watch"]>> | undefined> {
-    for (let attempt = 0; ; attempt++) {
-      if (stopped()) return undefined;
-      if (what === "restart" || attempt > 0) await new Promise((r) => setTimeout(r, 250));
-      if (stopped()) return undefined;
-      try {
-        const iter = await this.#createWatch();
-        if (!stopped()) return iter;
-        iter.stop();
-        return undefined;
-      } catch (err) {
-        if (attempt % 10 === 0) this.log.warn(`cannot ${what} the registry watch yet; retrying`, { error: (err as Error).message });
-      }
-    }
-  }
-
-  /** Is `key` one of the records this sidecar writes? */
-  #isOurs(key: string): boolean {
-    for (const k of this.#keys.values()) if (k === key) return true;
-    return false;
   }
 
   #parse(value: Uint8Array, key: string): NodeRecord | undefined {
@@ -221,16 +213,30 @@ export class NatsRegistry implements Registry {
     return undefined;
   }
 
+  /**
+   * `unavailable` while connected but the registry refuses our writes, our canary has not seen
+   * our own last heartbeat, or a watch is being restored: silence from other nodes proves nothing.
+   */
   status(): RegistryStatus {
     if (this.#closed) return "closed";
     const s = this.client.status();
-    return s === "connected" && (this.#writesFailing || this.#watchBlind) ? "unavailable" : s;
+    if (s !== "connected") return s;
+    if (this.#writesFailing || this.#canary?.stalled) return "unavailable";
+    for (const w of this.#watchers) if (w.reopening) return "unavailable";
+    return "connected";
   }
 
   /** Stop every watch; watches still being created settle first (and stop themselves: #closed). */
   async close(): Promise<void> {
     this.#closed = true;
-    for (const w of [...this.#watches]) w.stop();
+    this.#canary?.stop();
+    for (const w of [...this.#watchers]) w.stop();
+    this.#watchers.clear();
     await Promise.allSettled([...this.#creating]);
   }
+}
+
+/** Registry requests fail before the next heartbeat is due (TTL/3), within 0.25-5 s. */
+function listTimeout(ttl: number): number {
+  return Math.max(250, Math.min(5_000, Math.floor(ttl / 3)));
 }

@@ -42,6 +42,11 @@ export interface RegistryWatch {
   stop(): void;
 }
 
+/** What a watch covers: one service's records (what callers watch), or every record when absent. */
+export interface WatchScope {
+  service: string;
+}
+
 /** A registry backend. Implementations: LocalRegistry (local.ts), NatsRegistry (nats.ts), EtcdRegistry (etcd.ts). */
 export interface Registry {
   readonly kind: string;
@@ -56,10 +61,14 @@ export interface Registry {
   register(node: NodeRecord): Promise<void>;
   /** Remove a node's record at once. */
   deregister(nodeId: string): Promise<void>;
-  /** Live records (not older than the TTL), of one service or all. One round trip: not for the hot path. */
+  /** Live records (not older than the TTL), of one service or all. A listing, not a watch: not for the hot path. */
   list(service?: string): Promise<NodeRecord[]>;
-  /** Current records first, then every change, until stopped. */
-  watch(onEvent: (event: RegistryEvent) => void): Promise<RegistryWatch>;
+  /**
+   * Current records first, then every change, until stopped: of one service (`scope`), or of
+   * the whole registry. Resolves once the records present when it opened have been delivered,
+   * so a caller that awaits it sees every live node of the service.
+   */
+  watch(onEvent: (event: RegistryEvent) => void, scope?: WatchScope): Promise<RegistryWatch>;
   status(): RegistryStatus;
   /**
    * Idempotent; concurrent callers share one close. After it, register, deregister and watch

@@ -35,6 +35,8 @@ export interface RegistryBackend {
   /** Stop the backend's server, and start it again on the same data. */
   restart: { down(): Promise<void>; up(): Promise<void> } | Unsupported;
   cluster: { start(): Promise<Cluster> } | Unsupported;
+  /** The key filters of every watch open on the backend's server now (as `<service>.*`, `<service>.<id>` or `>`). */
+  watches: (() => Promise<string[]>) | Unsupported;
 }
 
 const unsupported = (x: object): x is Unsupported => "unsupported" in x;
@@ -101,9 +103,69 @@ export function registryConformance(backend: RegistryBackend): void {
         assert.equal(n.transport, "http");
         assert.ok(!Number.isNaN(Date.parse(String(n.registeredAt))));
       }
-      const all = (await (await fetch(`${base}/registry`)).json()) as { services: { service: string }[] };
+      const all = (await (await fetch(`${base}/registry`)).json()) as { services: { service: string }[]; source: string };
       assert.deepEqual(all.services.map((s) => s.service).sort(), ["client", "greeter"]);
+      assert.equal(all.source, "listing", "GET /registry says it is a listing of the registry, not this sidecar's view");
     });
+
+    it("watches what it calls: a service never called is not watched, and its first call waits for its listing and succeeds", async () => {
+      const fresh = await sidecar("fresh", await app("fresh"));
+      await waitFor(() => fresh.registered, "fresh to register");
+      const watched = async (b: string) => ((await (await fetch(`${b}/status`)).json()) as { watching: { services: { service: string }[] } }).watching.services.map((w) => w.service);
+      assert.ok(!(await watched(base)).includes("fresh"), "a service nobody called is not watched");
+      // GET /registry lists it all the same: a listing of the backend.
+      const all = (await (await fetch(`${base}/registry`)).json()) as { services: { service: string; nodes: { id: string }[] }[] };
+      assert.deepEqual(all.services.find((s) => s.service === "fresh")?.nodes.map((n) => n.id), [fresh.node.id]);
+      const r = await rpc(base, { service: "fresh", endpoint: "Fresh.Hello" });
+      assert.equal(r.status, 200, `the first call to a service not watched yet is answered: ${JSON.stringify(r.body)}`);
+      assert.ok((await watched(base)).includes("fresh"), "watched from its first call");
+      await fresh.close();
+      await waitFor(async () => (await registryNodes(base, "fresh")).length === 0, "fresh to leave");
+    });
+
+    it("a name nobody registered: its empty listing answers 404 SERVICE_NOT_FOUND, not a wait for the deadline", async () => {
+      const t0 = Date.now();
+      const r = await rpc(base, { service: "nobody-here", endpoint: "No.Body", timeout: 3_000 });
+      assert.equal(r.status, 404, JSON.stringify(r.body));
+      assert.equal(r.body.error.code, "SERVICE_NOT_FOUND");
+      assert.ok(Date.now() - t0 < 3_000, "answered before the call's deadline");
+    });
+
+    it("calls.services are watched from the start; another service's watch closes after registry.idleWatch and opens again on the next call", async () => {
+      const c2 = await sidecar("client2", await app("client2"), ["calls.services=greeter", "registry.idleWatch=300ms"]);
+      const b2 = apiUrl(c2);
+      type Watching = { services: { service: string; pinned: boolean }[] };
+      const status = async () => (await (await fetch(`${b2}/status`)).json()) as { watching: Watching; services: { service: string; nodes: unknown[] }[] };
+      const first = await status();
+      const g = first.watching.services.find((w) => w.service === "greeter");
+      assert.equal(g?.pinned, true, "greeter (calls.services) is watched from the start, pinned");
+      assert.equal(first.services.find((s) => s.service === "greeter")?.nodes.length, 2, "both greeters known before any call");
+      const events = EventLog.of(c2.events());
+      assert.equal((await rpc(b2, { service: "client", endpoint: "Client.Ping" })).status, 200);
+      await waitFor(async () => !(await status()).watching.services.some((w) => w.service === "client"), "the idle watch of client to close", 5_000);
+      assert.ok((await status()).watching.services.some((w) => w.service === "greeter"), "a pinned service stays watched however idle");
+      // Watched again from the next call, which waits for the listing again.
+      assert.equal((await rpc(b2, { service: "client", endpoint: "Client.Ping" })).status, 200);
+      const joined = events.all("node-joined").filter((e) => e.service === "client");
+      assert.equal(joined.length, 2, "the caller's node joined this view once per watch");
+      events.close();
+      await c2.close();
+    });
+
+    const watches = backend.watches;
+    it(
+      "no sidecar watches the whole registry: its watches are of the services it calls and of its own key",
+      unsupported(watches) ? { skip: `${backend.name}: ${watches.unsupported}` } : {},
+      async () => {
+        if (unsupported(watches)) return;
+        assert.equal((await rpc(base, { service: "greeter", endpoint: "Greeter.Hello" })).status, 200);
+        // A listing (GET /registry) reads everything once; what it leaves behind goes within seconds. A standing watch would stay.
+        let filters: string[] = [];
+        await waitFor(async () => !(filters = await watches()).includes(">"), "no watch of everything (the listings' consumers gone)", 15_000).catch(() => assert.fail(`a watch of everything stays: ${filters.join(", ")}`));
+        assert.ok(filters.includes("greeter.*"), `the caller watches greeter: ${filters.join(", ")}`);
+        for (const s of [s1, s2, caller]) assert.ok(filters.includes(`${s.config.service.name}.${s.node.id}`), `each sidecar's canary watches its own key: ${filters.join(", ")}`);
+      },
+    );
 
     it("balances calls over both instances in a real rotation", async () => {
       const before1 = a1.callCount();
@@ -133,6 +195,8 @@ export function registryConformance(backend: RegistryBackend): void {
 
     it("a watch sees a join and a leave as they happen (events from the backend, not a poll of it)", async (t) => {
       const events = EventLog.of(caller.events());
+      // Looked up first: the caller watches it from now on, as from a first call.
+      assert.deepEqual(await registryNodes(base, "watched"), []);
       const s = await sidecar("watched", await app("watched"));
       const t0 = Date.now();
       const joined = await events.next("node-joined", (e) => e.node === s.node.id);
@@ -217,6 +281,7 @@ export function registryConformance(backend: RegistryBackend): void {
         await restart.up();
         await waitFor(async () => (await fetch(`${base}/health`)).status === 200, "/health to recover", 15_000);
         // The watch resumed: a node registered after the restart appears, and a leave is seen.
+        assert.deepEqual(await registryNodes(base, "late"), []);
         const late = await sidecar("late", await app("late"));
         await events.next("node-joined", (e) => e.node === late.node.id, 10_000);
         // A view built from scratch after the restart (the late sidecar's) lists both greeters: their records are in the backend.

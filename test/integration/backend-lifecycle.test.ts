@@ -41,7 +41,7 @@ describe("backend lifecycle: close once, never reopened", () => {
       const registry: Registry = await createRegistry({ config: config(kind), log, nats: async () => client });
       assert.equal(registry.status(), "connected");
       await registry.register(node);
-      const view = new RegistryView(registry, 1_500, log);
+      const view = new RegistryView(registry, { ttl: 1_500 }, log);
       await view.start();
       assert.deepEqual((await registry.list("lc")).map((n) => n.id), ["lc-1"]);
       await registry.deregister(node.id);
@@ -56,8 +56,7 @@ describe("backend lifecycle: close once, never reopened", () => {
 
     it(`${kind} broker: ready from its factory; close is idempotent; then publish and subscribe reject with CLOSED`, async () => {
       const registry = await createRegistry({ config: config(kind), log, nats: async () => client });
-      const view = new RegistryView(registry, 1_500, log);
-      const broker: Broker = await createBroker({ config: config(kind), log, view, nats: async () => client });
+      const broker: Broker = await createBroker({ config: config(kind), log, subscribers: () => new RegistryView(registry, { ttl: 1_500, scope: "all" }, log), nats: async () => client });
       assert.equal(broker.status(), "connected");
       await broker.publish("lc.ready", Buffer.from("x"), {});
       await Promise.all([broker.close(), broker.close()]);

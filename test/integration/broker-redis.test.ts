@@ -7,7 +7,6 @@ import type { ActiveSubscription } from "../../src/broker/types.js";
 import { loadConfig } from "../../src/config/index.js";
 import { SidecarError } from "../../src/errors.js";
 import { createLogger, silentLogger, type Logger } from "../../src/log.js";
-import type { RegistryView } from "../../src/registry/index.js";
 import { TestCa } from "../support/certs.js";
 import { RedisServer } from "../support/redis.js";
 import { waitFor } from "../support/sidecar.js";
@@ -38,7 +37,7 @@ describe("the Redis Streams broker", () => {
   const open = async (extra: string[] = [], log: Logger = silentLogger(), url = redis.url) => {
     const { config } = loadConfig({ set: ["service.name=rb", "app.port=1", `redis.url=${url}`, "redis.claimIdle=500ms", ...extra], env: {} });
     assert.equal(config.broker.kind, "redis", "a redis section selects the redis broker");
-    const b = await createBroker({ config, log, view: undefined as unknown as RegistryView, nats: () => Promise.reject(new Error("no NATS here")) });
+    const b = await createBroker({ config, log, subscribers: () => assert.fail("the redis broker watches no registry"), nats: () => Promise.reject(new Error("no NATS here")) });
     brokers.push(b);
     return b;
   };
@@ -182,7 +181,7 @@ describe("the Redis Streams broker", () => {
       text = "";
       const stop = new AbortController();
       const wrong = loadConfig({ set: ["service.name=rb", "app.port=1", `redis.url=redis://127.0.0.1:${secured.port}`, "redis.password=not-the-password"], env: {} }).config;
-      const opening = createBroker({ config: wrong, log, view: undefined as unknown as RegistryView, nats: () => Promise.reject(new Error("no NATS")), signal: stop.signal });
+      const opening = createBroker({ config: wrong, log, subscribers: () => assert.fail("the redis broker watches no registry"), nats: () => Promise.reject(new Error("no NATS")), signal: stop.signal });
       await waitFor(() => /refused this sidecar's credentials/.test(text), "the credentials error", 5_000);
       stop.abort();
       await assert.rejects(opening, /stopped while waiting for Redis/);

@@ -292,6 +292,8 @@ describe("deploy/kubernetes: the sidecar's probes", () => {
   const unused = <T>(what: string) => new Proxy({}, { get: () => assert.fail(`the health routes read no ${what}`) }) as unknown as T;
   const deps: ManagementDeps = {
     view: unused<ManagementDeps["view"]>("registry view"),
+    list: () => assert.fail("the health routes list no registry"),
+    lookupTimeout: 1_000,
     metrics: unused<ManagementDeps["metrics"]>("metrics"),
     status,
     nodeState: () => undefined,
