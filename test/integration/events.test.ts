@@ -7,7 +7,7 @@ import { MAX_EVENT_STREAMS } from "../../src/events/stream.js";
 import type { Sidecar } from "../../src/sidecar.js";
 import { TestApp } from "../support/app.js";
 import { EventLog } from "../support/events.js";
-import { apiUrl, rpc, startSidecar, teardown, testSettings, waitFor } from "../support/sidecar.js";
+import { apiUrl, registryNodes, rpc, startSidecar, teardown, testSettings, waitFor } from "../support/sidecar.js";
 
 /** Sidecar.events() and GET /events: typed events, in order, from real components (embedded registry). */
 describe("typed events: Sidecar.events() and GET /events", () => {
@@ -36,7 +36,8 @@ describe("typed events: Sidecar.events() and GET /events", () => {
 
   it("a sidecar's life in events: listening, healthy, subscribed, registered; unhealthy, deregistered, paused; back; draining, stopped", async () => {
     const a = await app("life");
-    const s = await sidecar("life", a, [`subscriptions=${JSON.stringify([{ topic: "life.events", path: "/events" }])}`]);
+    // It watches its own service (calls.services), so its view sees its own node join and leave.
+    const s = await sidecar("life", a, [`subscriptions=${JSON.stringify([{ topic: "life.events", path: "/events" }])}`, "calls.services=life"]);
     const events = EventLog.of(s.events({ replay: true }));
     const listening = await events.next("listening");
     assert.equal(listening.node, s.node.id);
@@ -76,6 +77,8 @@ describe("typed events: Sidecar.events() and GET /events", () => {
     const s = await sidecar("ejectee", bad);
     const good = await sidecar("ejectee", await app("good")); // the last node standing is never ejected
     const events = EventLog.of(caller.events({ replay: true }));
+    // The caller watches ejectee from this lookup on (as from a first call): both nodes join its view.
+    await registryNodes(apiUrl(caller), "ejectee");
     await events.next("node-joined", (e) => e.node === s.node.id);
     await events.next("node-joined", (e) => e.node === good.node.id);
     bad.failStatus = 500;
@@ -94,6 +97,7 @@ describe("typed events: Sidecar.events() and GET /events", () => {
     const first = await EventLog.stream(base);
     const registered = await first.next("registered", (e) => e.service === "caller");
     const a = await app("joiner");
+    assert.deepEqual(await registryNodes(base, "joiner"), [], "watched from now on");
     const joiner = await sidecar("joiner", a);
     const joined = await first.next("node-joined", (e) => e.node === joiner.node.id);
     first.close();

@@ -120,7 +120,8 @@ describe("hosts: faults across hosts under 8 concurrent callers", () => {
     assert.ok(new Set(during.filter((c) => c.ok).map((c) => c.host)).size === 2, "both nodes kept serving");
     assert.equal(figures.failedAfterHeal, 0);
     assert.deepEqual(figures.viewChanges.filter((v) => v.view !== "echo1:8082,echo2:8082"), [], "no node left any view during the outage or after it");
-    assert.ok(figures.stored > 100, `messages were stored before and after the outage: ${JSON.stringify(figures)}`);
+    // How many depends on the machine's load (one publish at a time); that some were stored on each side does not.
+    assert.ok(pubs.some((p) => p.t < cutAt && p.stored) && Number.isFinite(figures.firstStoredAfterHealMs), `messages were stored before and after the outage: ${JSON.stringify(figures)}`);
     assert.equal(figures.lost, 0, "no stored message lost");
   });
 });
