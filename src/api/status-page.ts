@@ -57,7 +57,7 @@ export const STATUS_PAGE = `<!doctype html>
   <summary>Every service in the registry: a listing, read when opened (this sidecar watches only what it calls)</summary>
   <button id="relist" type="button">List again</button> <span class="meta" id="listed"></span>
   <table id="registry">
-    <thead><tr><th>service</th><th>nodes</th><th>addresses</th></tr></thead>
+    <thead><tr><th>service</th><th>nodes</th><th>versions</th><th>addresses</th></tr></thead>
     <tbody></tbody>
   </table>
 </details>
@@ -207,7 +207,7 @@ async function listRegistry() {
     const res = await fetch("registry", { headers: authHeaders() });
     if (!res.ok) throw new Error("GET /registry answered " + res.status);
     const r = await res.json();
-    fill("registry", r.services.map((x) => [[x.service], [x.nodes.length], [x.nodes.map((n) => n.address).join(" ")]]), 3, "the registry is empty");
+    fill("registry", r.services.map((x) => [[x.service], [x.nodes.length], [[...new Set(x.nodes.map((n) => n.version))].join(" ")], [x.nodes.map((n) => n.address).join(" ")]]), 4, "the registry is empty");
     document.getElementById("listed").textContent = "listed at " + new Date().toLocaleTimeString() + (r.truncated ? " (the first " + r.truncated.listed + " of " + r.truncated.nodes + " nodes)" : "");
   } catch (err) {
     document.getElementById("listed").textContent = "cannot list the registry: " + err.message;

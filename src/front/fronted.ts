@@ -90,19 +90,23 @@ export class FrontedApps implements FrontedTargets, Component {
     return Promise.all(specs.map((s) => this.#add(s, forgetAfter)));
   }
 
-  /** A new node's id may not be one another sidecar registered for the service: a listing of each service named (this sidecar need not watch it). */
+  /**
+   * A new node's id may not be one another sidecar registered, in any service: one listing of the
+   * registry per request that adds nodes (this sidecar watches only what it calls; micro apps
+   * re-registering a node they have do not pay it).
+   */
   async #checkTaken(specs: FrontedSpec[]): Promise<void> {
-    for (const service of new Set(specs.map((s) => s.service))) {
-      let nodes: NodeRecord[];
-      try {
-        nodes = await this.o.registry.list(service);
-      } catch (err) {
-        throw new SidecarError("REGISTRY_UNAVAILABLE", `cannot list service '${service}' to check the node ids: ${(err as Error).message}`, { cause: err });
-      }
-      for (const s of specs) {
-        const other = s.service === service ? nodes.find((n) => n.id === s.id) : undefined;
-        if (other) throw new SidecarError("INVALID_REQUEST", `node id '${s.id}' is already registered (service '${other.service}' at ${other.address}); pick another id`);
-      }
+    if (specs.length === 0) return;
+    let nodes: NodeRecord[];
+    try {
+      nodes = await this.o.registry.list();
+    } catch (err) {
+      throw new SidecarError("REGISTRY_UNAVAILABLE", `cannot list the registry to check the node ids: ${(err as Error).message}`, { cause: err });
+    }
+    const taken = new Map(nodes.map((n) => [n.id, n]));
+    for (const s of specs) {
+      const other = taken.get(s.id);
+      if (other) throw new SidecarError("INVALID_REQUEST", `node id '${s.id}' is already registered (service '${other.service}' at ${other.address}); pick another id`);
     }
   }
 

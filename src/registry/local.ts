@@ -92,56 +92,74 @@ export class LocalRegistry implements Registry {
     return [...(await this.#scan(service)).values()].map((e) => e.node);
   }
 
+  /**
+   * A watch of one service's files (or all). Every watch shares one fs.watch and one rescan every
+   * TTL/6 (at most 1 s) of the directory: a sidecar watching many services reads the directory
+   * once per change, not once per service.
+   */
   async watch(onEvent: (event: RegistryEvent) => void, scope?: WatchScope): Promise<RegistryWatch> {
     if (this.#closed) throw closedError("local registry");
-    let known = new Map<string, number>();
-    let stopped = false;
-    let scanning = false;
-    let again = false;
-    const rescan = async (): Promise<void> => {
-      if (scanning) {
-        again = true;
-        return;
-      }
-      scanning = true;
-      do {
-        again = false;
-        const now = await this.#scan(scope?.service);
-        if (stopped) break;
-        for (const [key, { node, mtime }] of now) {
-          if (known.get(key) !== mtime) onEvent({ type: "put", node, seenAt: mtime });
-        }
-        for (const key of known.keys()) {
-          if (!now.has(key)) {
-            const dot = key.lastIndexOf(".");
-            onEvent({ type: "delete", service: key.slice(0, dot), id: key.slice(dot + 1) });
-          }
-        }
-        known = new Map([...now].map(([k, v]) => [k, v.mtime]));
-      } while (again && !stopped);
-      scanning = false;
+    const w: LocalWatch = { service: scope?.service, onEvent, known: new Map(), stopped: false };
+    // Its listing first; changes after it arrive with the next shared rescan (which diffs against `known`).
+    diff(w, await this.#scan(w.service));
+    if (this.#closed) throw closedError("local registry");
+    this.#watching.add(w);
+    this.#startScanning();
+    const stop = {
+      stop: () => {
+        w.stopped = true;
+        this.#watching.delete(w);
+        this.#watches.delete(stop);
+        if (this.#watching.size === 0) this.#stopScanning();
+      },
     };
-    await rescan();
-    let watcher: FSWatcher | undefined;
+    this.#watches.add(stop);
+    return stop;
+  }
+
+  #watching = new Set<LocalWatch>();
+  #scanner: { fsw: FSWatcher | undefined; timer: NodeJS.Timeout } | undefined;
+  #scanning = false;
+  #again = false;
+
+  #startScanning(): void {
+    if (this.#scanner) return;
+    let fsw: FSWatcher | undefined;
     try {
-      watcher = fsWatch(this.options.dir, () => void rescan());
-      watcher.on("error", () => undefined);
+      fsw = fsWatch(this.options.dir, () => void this.#rescan());
+      fsw.on("error", () => undefined);
     } catch (err) {
       this.log.warn("fs.watch unavailable on the registry directory; relying on periodic scans", { error: (err as Error).message });
     }
     const period = Math.max(50, Math.min(1_000, Math.floor(this.options.ttl / 6)));
-    const timer = setInterval(() => void rescan(), period);
+    const timer = setInterval(() => void this.#rescan(), period);
     timer.unref();
-    const w: RegistryWatch = {
-      stop: () => {
-        stopped = true;
-        clearInterval(timer);
-        watcher?.close();
-        this.#watches.delete(w);
-      },
-    };
-    this.#watches.add(w);
-    return w;
+    this.#scanner = { fsw, timer };
+  }
+
+  #stopScanning(): void {
+    if (!this.#scanner) return;
+    clearInterval(this.#scanner.timer);
+    this.#scanner.fsw?.close();
+    this.#scanner = undefined;
+  }
+
+  /** One scan of the directory for every watch; one at a time, and once more if asked meanwhile. */
+  async #rescan(): Promise<void> {
+    if (this.#scanning) {
+      this.#again = true;
+      return;
+    }
+    this.#scanning = true;
+    try {
+      do {
+        this.#again = false;
+        const now = await this.#scan();
+        for (const w of [...this.#watching]) if (!w.stopped) diff(w, now);
+      } while (this.#again && this.#watching.size > 0);
+    } finally {
+      this.#scanning = false;
+    }
   }
 
   status(): RegistryStatus {
@@ -151,5 +169,32 @@ export class LocalRegistry implements Registry {
   async close(): Promise<void> {
     this.#closed = true;
     for (const w of [...this.#watches]) w.stop();
+    this.#stopScanning();
   }
+}
+
+interface LocalWatch {
+  /** Only this service's records; undefined: all. */
+  service: string | undefined;
+  onEvent: (event: RegistryEvent) => void;
+  /** The mtime of each record this watch reported present, by `<service>.<id>`. */
+  known: Map<string, number>;
+  stopped: boolean;
+}
+
+/** Report to `w` what changed between what it knows and a scan, and remember the scan. */
+function diff(w: LocalWatch, scan: Map<string, { node: NodeRecord; mtime: number }>): void {
+  const next = new Map<string, number>();
+  for (const [key, { node, mtime }] of scan) {
+    if (w.service !== undefined && node.service !== w.service) continue;
+    next.set(key, mtime);
+    if (w.known.get(key) !== mtime) w.onEvent({ type: "put", node, seenAt: mtime });
+  }
+  for (const key of w.known.keys()) {
+    if (!next.has(key)) {
+      const dot = key.lastIndexOf(".");
+      w.onEvent({ type: "delete", service: key.slice(0, dot), id: key.slice(dot + 1) });
+    }
+  }
+  w.known = next;
 }

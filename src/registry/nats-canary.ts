@@ -13,6 +13,9 @@ export class Canary {
   readonly #timer: NodeJS.Timeout;
   /** When the oldest of our writes the canary has not shown yet succeeded (undefined: it showed them all). */
   #unseenSince: number | undefined;
+  /** The newest revision of `key` we wrote, and the newest the canary showed: a write's echo may arrive before its acknowledgement. */
+  #written = 0;
+  #seen = 0;
   /** Its consumer is open and listed: writes from now on must come back. */
   #open = false;
   /** Our own heartbeat went unseen: this sidecar may be blind to everyone's. */
@@ -24,6 +27,8 @@ export class Canary {
       { key, include: KvWatchInclude.UpdatesOnly },
       (e) => {
         if (e.key !== key) return;
+        this.#seen = Math.max(this.#seen, e.revision);
+        if (this.#seen < this.#written) return; // an older write than the newest we made: still waiting
         this.#unseenSince = undefined;
         if (this.stalled) d.log.info("registry watch sees our heartbeats again");
         this.stalled = false;
@@ -50,9 +55,11 @@ export class Canary {
     this.#timer.unref();
   }
 
-  /** We wrote `key`: it must come back through the canary. */
-  written(key: string): void {
-    if (key === this.key && this.#open) this.#unseenSince ??= Date.now();
+  /** We wrote `key` (at `revision`): it must come back through the canary, unless it already did. */
+  written(key: string, revision: number): void {
+    if (key !== this.key) return;
+    this.#written = Math.max(this.#written, revision);
+    if (this.#open && this.#seen < revision) this.#unseenSince ??= Date.now();
   }
 
   restart(): void {

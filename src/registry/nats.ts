@@ -103,8 +103,9 @@ export class NatsRegistry implements Registry {
     if (this.#closed) throw closedError("nats registry");
     const key = keyOf(node);
     this.#keys.set(node.id, key);
+    let revision: number;
     try {
-      await this.kv.put(key, JSON.stringify(node));
+      revision = await this.kv.put(key, JSON.stringify(node));
       this.#writesFailing = false;
     } catch (err) {
       this.#writesFailing = true;
@@ -112,7 +113,7 @@ export class NatsRegistry implements Registry {
     }
     if (this.#closed) return;
     this.#canary ??= new Canary(this.#deps, key, this.options.ttl, () => this.#restartAll());
-    this.#canary.written(key);
+    this.#canary.written(key, revision);
   }
 
   async deregister(nodeId: string): Promise<void> {

@@ -151,14 +151,22 @@ export class RegistryView implements Component {
     return w;
   }
 
-  /** Make room for one more watch: drop the least recently used service that is not pinned. */
+  /**
+   * Make room for one more watch: drop the least recently used service that has no node (names
+   * nobody registered go first: a flood of them must not unwatch the services in use), else the
+   * least recently used one; never a pinned one.
+   */
   #evict(): void {
     let oldest: [string, number] | undefined;
+    let oldestEmpty: [string, number] | undefined;
     for (const [service, w] of this.#watched) {
-      if (w.pinned || w.used) continue;
-      if (!oldest || w.usedAt < oldest[1]) oldest = [service, w.usedAt];
+      if (w.pinned) continue;
+      const at = w.used ? Infinity : w.usedAt;
+      if (!oldest || at < oldest[1]) oldest = [service, at];
+      if (this.nodes(service).length === 0 && (!oldestEmpty || at < oldestEmpty[1])) oldestEmpty = [service, at];
     }
-    if (oldest) this.#drop(oldest[0], `more than ${this.#maxWatched} services watched: the least recently used one is dropped`);
+    const victim = oldestEmpty ?? oldest;
+    if (victim) this.#drop(victim[0], `more than ${this.#maxWatched} services watched: the least recently used one${oldestEmpty ? " without a node" : ""} is dropped`);
   }
 
   /** Stop watching `service` and forget it (its balancer and metric series go with it). */

@@ -278,6 +278,10 @@ export function registryConformance(backend: RegistryBackend): void {
           assert.equal((await rpc(base, { service: "greeter", endpoint: "Greeter.Hello" })).status, 200);
           assert.equal((await registryNodes(base, "greeter")).length, 2, "no node is forgotten during the outage");
         }
+        // A service this sidecar never watched cannot be listed now: a clear 503 at the call's deadline, the call not sent.
+        const unlisted = await rpc(base, { service: "never-watched", endpoint: "N.W", timeout: 800 });
+        assert.equal(unlisted.status, 503, JSON.stringify(unlisted.body));
+        assert.equal(unlisted.body.error.code, "REGISTRY_UNAVAILABLE");
         await restart.up();
         await waitFor(async () => (await fetch(`${base}/health`)).status === 200, "/health to recover", 15_000);
         // The watch resumed: a node registered after the restart appears, and a leave is seen.

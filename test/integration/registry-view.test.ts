@@ -72,6 +72,14 @@ describe("registry view: watch what you call", () => {
     assert.deepEqual(v.nodes("a"), [], "a dropped: its nodes with it");
   });
 
+  it("names nobody registered are dropped before services with nodes, however recently used", async () => {
+    const v = await view({ maxWatched: 3 });
+    await v.want("a");
+    for (let i = 0; i < 10; i++) await v.want(`nobody-${i}`);
+    assert.deepEqual(watched(v), ["a", "nobody-8", "nobody-9"], "a flood of unknown names churns among itself");
+    assert.equal(v.want("a"), undefined, "a is still watched: its next call waits for nothing");
+  });
+
   it("a service unused for idleWatch is no longer watched and is forgotten; a pinned one stays; the next use lists it again", async () => {
     const v = await view({ idleWatch: 150, pinned: ["p"], ttl: 600 });
     const forgotten: string[] = [];

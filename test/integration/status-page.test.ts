@@ -143,10 +143,16 @@ describe("status page (headless Chromium)", () => {
   it("data from the registry is shown as text, never as HTML", async () => {
     // A node record with markup in a field must not inject it into the page.
     const metadataNode = await start("markup", ["service.version=<img src=x onerror=alert(1)>"]);
+    await waitFor(() => metadataNode.s.registered, "markup to register");
+    // The listing of every service (read when the section is opened) shows it before anything calls it.
+    await page.click("#listing summary");
+    await waitFor(async () => (await rows("registry")).some((r) => r[0] === "markup"), "the markup service in the registry listing", 6_000);
+    assert.equal((await rows("registry")).find((r) => r[0] === "markup")![2], "<img src=x onerror=alert(1)>");
+    // Looked up (as a call would), it is watched: in the services table, with its nodes.
+    await registryNodes(base, "markup");
     await waitFor(async () => (await rows("services")).some((r) => r[0] === "markup"), "the markup service on the page", 6_000);
     const cell = (await rows("services")).find((r) => r[0] === "markup")!;
     assert.equal(cell[3], "<img src=x onerror=alert(1)>");
-    assert.equal(await page.$$eval("#services img", (imgs) => imgs.length), 0);
-    assert.ok(metadataNode.s.registered);
+    assert.equal(await page.$$eval("#services img, #registry img", (imgs) => imgs.length), 0);
   });
 });

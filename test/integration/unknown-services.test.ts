@@ -64,7 +64,7 @@ describe("unknown service names", () => {
       }
     });
     const text = await (await fetch(`${base}/metrics`)).text();
-    assert.deepEqual([...serviceLabels(text)].sort(), ["client", "known", "other"], "the services in the registry, and other");
+    assert.deepEqual([...serviceLabels(text)].sort(), ["known", "other"], "the services this sidecar calls (and watches), and other");
     assert.match(text, /sidecar_calls_total\{service="other",endpoint="other",status="404"\} 3000\n/);
     assert.ok(text.length < before.length + 4_096, `/metrics grew from ${before.length} to ${text.length} bytes`);
     assert.equal(caller.balancedServices, 1, "a balancer for 'known' only");
