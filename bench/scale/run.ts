@@ -23,6 +23,8 @@ import { appendFileSync, chmodSync, existsSync, mkdirSync, mkdtempSync, readFile
 import http from "node:http";
 import os from "node:os";
 import path from "node:path";
+import { connect } from "@nats-io/transport-node";
+import { Kvm } from "@nats-io/kv";
 import { atExit, cpuSeconds, freePort, requireDebian, ROOT, rssMiB, startPrinting, stopAll, track } from "../lib.js";
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -54,6 +56,8 @@ const RATE = seconds("SCALE_RATE", 100);
 const TTL = ttlMs();
 const PER_SERVICE = Math.max(1, Math.round(seconds("SCALE_PER_SERVICE", 20)));
 const BEFORE = process.env.SCALE_BEFORE?.trim() || undefined;
+/** The sidecar's default registry bucket (registry.bucket), which the fleet fills. */
+const BUCKET = "sidecar_registry";
 /** The Registrar's heartbeat period, and the view's sweep period (registry/view.ts). */
 const INTERVAL = Math.max(10, Math.floor(TTL / 3));
 const SWEEP = Math.max(50, Math.min(1_000, Math.floor(TTL / 6)));
@@ -203,7 +207,7 @@ interface Fleet {
 
 async function startFleet(nats: Nats, nodes: number, services: number): Promise<Fleet> {
   const proc = track(
-    spawn(process.execPath, [path.join(ROOT, "bench/scale/fleet.mjs"), `--servers=${nats.url}`, `--nodes=${nodes}`, `--services=${services}`, `--ttl=${TTL}`], { stdio: ["ignore", "pipe", "inherit"] }),
+    spawn(process.execPath, [path.join(ROOT, "bench/scale/fleet.mjs"), `--servers=${nats.url}`, `--nodes=${nodes}`, `--services=${services}`, `--ttl=${TTL}`, `--bucket=${BUCKET}`], { stdio: ["ignore", "pipe", "inherit"] }),
   );
   const stats: FleetStats[] = [];
   return new Promise<Fleet>((resolve, reject) => {
@@ -390,6 +394,8 @@ interface Row {
   /** NaN: no call within JOIN_LIMIT (joinTimedOut) or the case failed before. */
   joinMs: number;
   joinTimedOut: boolean;
+  /** From the new callee's `registered` log line to its app's first call. */
+  joinLogMs: number;
   /** From the new callee's registration to the caller's view logging it joined. */
   joinSeenMs: number;
   /** NaN: still listed LEAVE_LIMIT after the kill (leaveTimedOut) or the case failed before. */
@@ -404,7 +410,7 @@ interface Row {
 
 const emptyRow = (n: number, build: Build): Row => ({
   n, services: n === 0 ? 0 : servicesFor(n), build: build.label, callerCpu: NaN, callerRss: NaN, msgsPerSec: NaN, bytesPerSec: NaN, natsCpu: NaN, fleetCpu: NaN,
-  window: { sent: 0, failed: 0 }, phases: { sent: 0, failed: 0 }, reasons: "", joinMs: NaN, joinTimedOut: false, joinSeenMs: NaN, leaveMs: NaN, leaveTimedOut: false, expired: 0, restarts: 0, unreachable: 0,
+  window: { sent: 0, failed: 0 }, phases: { sent: 0, failed: 0 }, reasons: "", joinMs: NaN, joinLogMs: NaN, joinTimedOut: false, joinSeenMs: NaN, leaveMs: NaN, leaveTimedOut: false, expired: 0, restarts: 0, unreachable: 0,
 });
 
 async function runCase(n: number, build: Build, natsBin: string): Promise<Row> {
@@ -480,45 +486,20 @@ async function runCase(n: number, build: Build, natsBin: string): Promise<Row> {
     }
     step(`window: caller ${row.callerCpu.toFixed(1)} % CPU, ${row.callerRss.toFixed(1)} MiB, ${row.msgsPerSec.toFixed(0)} msgs/s; nats-server ${row.natsCpu.toFixed(1)} %; fleet ${row.fleet ? `${row.fleet.achieved.toFixed(0)} of ${row.fleet.target.toFixed(0)} puts/s` : "none"}; ${row.window.failed} of ${row.window.sent} calls failed`);
 
-    // Join: a second node of `target`, from its registration to its app's first call.
-    const app2 = await startPrinting("bench/scale/app.mjs", []);
-    others.push(app2.proc);
-    const callee2 = await startSidecar(build, ["service.name=target", `app.port=${app2.port}`, ...common]);
-    sidecars.push(callee2.proc);
-    for (const deadline = callee2.registeredAt + JOIN_LIMIT; ; ) {
-      const c = (await getJson<{ count: number; first: number }>(`http://127.0.0.1:${app2.port}/count`)).body;
-      if (c && c.count > 0) {
-        row.joinMs = c.first - callee2.registeredAt;
-        break;
-      }
-      if (Date.now() > deadline) {
-        row.joinTimedOut = true;
-        break;
-      }
-      await sleep(10);
+    // Join: a second node of `target`, from its registration to its app's first call. Its
+    // registration is its first put, as the server stamped it (a busy sidecar logs `registered`
+    // late: the put's acknowledgement waits in its event loop behind the watch's replay).
+    const firstPut = new Map<string, number>();
+    const nc = await connect({ servers: nats.url, name: "scale-bench" });
+    try {
+      const kvWatch = await (await new Kvm(nc).open(BUCKET)).watch({ key: "target.*" });
+      void (async () => {
+        for await (const e of kvWatch) if (e.operation === "PUT" && !firstPut.has(e.key)) firstPut.set(e.key, e.created.getTime());
+      })().catch(() => undefined);
+      await joinCase(row, build, common, caller, others, sidecars, firstPut);
+    } finally {
+      await nc.close().catch(() => undefined);
     }
-    const joined = caller.seen.get(callee2.node)?.joined;
-    if (joined !== undefined) row.joinSeenMs = joined - callee2.registeredAt;
-    step(`join: ${Number.isNaN(row.joinMs) ? `no call within ${JOIN_LIMIT / 1000} s` : `first call ${Math.round(row.joinMs)} ms after registration`}`);
-
-    // Leave: kill -9 it, until the caller's view no longer lists it.
-    const exited = new Promise((r) => callee2.proc.once("exit", r));
-    callee2.proc.kill("SIGKILL");
-    const killedAt = Date.now();
-    await exited;
-    for (const deadline = killedAt + LEAVE_LIMIT; ; ) {
-      const r = await getJson<{ nodes?: { id: string }[] }>(`http://${caller.api}/registry/target`).catch(() => undefined);
-      if (r && (r.status === 404 || (r.status === 200 && !r.body?.nodes?.some((x) => x.id === callee2.node)))) {
-        row.leaveMs = Date.now() - killedAt;
-        break;
-      }
-      if (Date.now() > deadline) {
-        row.leaveTimedOut = true;
-        break;
-      }
-      await sleep(100);
-    }
-    step(`leave: ${Number.isNaN(row.leaveMs) ? `still listed after ${LEAVE_LIMIT / 1000} s` : `gone from the caller's view ${Math.round(row.leaveMs)} ms after kill -9`}`);
     const end = load.snapshot();
     row.phases = { sent: end.sent - w1.load.sent, failed: end.failed - w1.load.failed };
     row.expired = caller.expired - expired0;
@@ -535,6 +516,51 @@ async function runCase(n: number, build: Build, natsBin: string): Promise<Row> {
     storeGone.done();
   }
   return row;
+}
+
+/** The join and the leave of a second `target` node (see runCase). */
+async function joinCase(row: Row, build: Build, common: string[], caller: Sidecar, others: ChildProcess[], sidecars: ChildProcess[], firstPut: Map<string, number>): Promise<void> {
+  const step = (what: string) => process.stderr.write(`scale: N=${row.n} ${build.label}: ${what}\n`);
+  const app2 = await startPrinting("bench/scale/app.mjs", []);
+  others.push(app2.proc);
+  const callee2 = await startSidecar(build, ["service.name=target", `app.port=${app2.port}`, ...common]);
+  sidecars.push(callee2.proc);
+  const registeredAt = () => Math.min(callee2.registeredAt, firstPut.get(`target.${callee2.node}`) ?? Infinity);
+  for (const deadline = callee2.registeredAt + JOIN_LIMIT; ; ) {
+    const c = (await getJson<{ count: number; first: number }>(`http://127.0.0.1:${app2.port}/count`)).body;
+    if (c && c.count > 0) {
+      row.joinMs = c.first - registeredAt();
+      row.joinLogMs = c.first - callee2.registeredAt;
+      break;
+    }
+    if (Date.now() > deadline) {
+      row.joinTimedOut = true;
+      break;
+    }
+    await sleep(10);
+  }
+  const joined = caller.seen.get(callee2.node)?.joined;
+  if (joined !== undefined) row.joinSeenMs = joined - registeredAt();
+  step(`join: ${Number.isNaN(row.joinMs) ? `no call within ${JOIN_LIMIT / 1000} s` : `first call ${Math.round(row.joinMs)} ms after registration`}`);
+
+  // Leave: kill -9 it, until the caller's view no longer lists it.
+  const exited = new Promise((r) => callee2.proc.once("exit", r));
+  callee2.proc.kill("SIGKILL");
+  const killedAt = Date.now();
+  await exited;
+  for (const deadline = killedAt + LEAVE_LIMIT; ; ) {
+    const r = await getJson<{ nodes?: { id: string }[] }>(`http://${caller.api}/registry/target`).catch(() => undefined);
+    if (r && (r.status === 404 || (r.status === 200 && !r.body?.nodes?.some((x) => x.id === callee2.node)))) {
+      row.leaveMs = Date.now() - killedAt;
+      break;
+    }
+    if (Date.now() > deadline) {
+      row.leaveTimedOut = true;
+      break;
+    }
+    await sleep(100);
+  }
+  step(`leave: ${Number.isNaN(row.leaveMs) ? `still listed after ${LEAVE_LIMIT / 1000} s` : `gone from the caller's view ${Math.round(row.leaveMs)} ms after kill -9`}`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -568,7 +594,7 @@ function details(rows: Row[]): string[] {
     const parts = [
       `registry ${num(r.bytesPerSec / 1024, 1)} KiB/s to the caller`,
       ...(r.fleet ? [`fleet registered in ${r.fleet.registeredMs} ms, fleet process ${num(r.fleetCpu, 1)} % CPU`] : []),
-      `caller's view saw the new node ${num(r.joinSeenMs)} ms after its registration`,
+      `join: the caller's view logged the new node ${num(r.joinSeenMs)} ms after its first put, its app's first call came ${num(r.joinLogMs)} ms after its own \`registered\` log line`,
       ...(r.restarts + r.unreachable > 0 ? [`**in the window the caller restarted its registry watch ${r.restarts} times and its view called the registry unreachable ${r.unreachable} times** (each restart replays every record it watches; while unreachable its view expires no node, and once back gives every node a fresh TTL)`] : []),
       ...(r.expired > 0 ? [`**the caller's view expired ${r.expired} fleet nodes** (missed heartbeats)`] : []),
       ...(r.reasons ? [`failures: ${r.reasons}`] : []),
@@ -613,7 +639,7 @@ function section(rows: Row[], natsVersion: string, started: Date, minutes: numbe
     "",
     ...table(rows),
     "",
-    "Columns: CPU % is user + system time over the window's wall time (100 % = one core). RSS: VmRSS at the end of the window. Registry msgs/s: the delta of `out_msgs` of the caller's connection (client name `sidecar-caller`) in nats-server's `/connz`: everything the server sent that connection (KV watch deliveries, replies to its own JetStream requests and heartbeat puts, consumer heartbeats and flow control), over the window. Fleet puts/s: the fleet's completed puts over the window (its stats lines bracketing it), the due rate in brackets; **behind** when a put left more than max(250 ms, TTL/30) after its due time. Failed calls: non-2xx or no answer, in the window, and during join and leave. Join: from the new `target` sidecar's `registered` log line to its app's first call. Leave: from its kill -9 to the caller's `GET /registry/target` no longer listing it (polled every 100 ms); the record was last refreshed up to TTL/3 before the kill, so expect TTL − TTL/3 to TTL plus one sweep (" + `${SWEEP} ms` + `); the issue's bound is TTL + one heartbeat (${(TTL + INTERVAL) / 1000} s), and the bench stops waiting at ${LEAVE_LIMIT / 1000} s (> in the table).`,
+    "Columns: CPU % is user + system time over the window's wall time (100 % = one core). RSS: VmRSS at the end of the window. Registry msgs/s: the delta of `out_msgs` of the caller's connection (client name `sidecar-caller`) in nats-server's `/connz`: everything the server sent that connection (KV watch deliveries, replies to its own JetStream requests and heartbeat puts, consumer heartbeats and flow control), over the window. Fleet puts/s: the fleet's completed puts over the window (its stats lines bracketing it), the due rate in brackets; **behind** when a put left more than max(250 ms, TTL/30) after its due time. Failed calls: non-2xx or no answer, in the window, and during join and leave. Join: from the new `target` sidecar's registration (its first put, as nats-server stamped it, seen by a watch of `target.*` on a connection of the bench's own; its `registered` log line if earlier) to its app's first call. Leave: from its kill -9 to the caller's `GET /registry/target` no longer listing it (polled every 100 ms); the record was last refreshed up to TTL/3 before the kill, so expect TTL − TTL/3 to TTL plus one sweep (" + `${SWEEP} ms` + `); the issue's bound is TTL + one heartbeat (${(TTL + INTERVAL) / 1000} s), and the bench stops waiting at ${LEAVE_LIMIT / 1000} s (> in the table).`,
     "",
     ...details(rows),
     "",
