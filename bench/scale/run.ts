@@ -16,7 +16,10 @@
  *
  * Knobs: SCALE_N, SCALE_WINDOW (s, default 20), SCALE_WARMUP (s, default 10), SCALE_RATE
  * (calls/s, default 100), SCALE_TTL (registry.ttl of every sidecar and the fleet: "15s" default,
- * "6s", "5000ms"; a bare number is seconds), SCALE_PER_SERVICE (fleet nodes per service, default 20).
+ * "6s", "5000ms"; a bare number is seconds), SCALE_PER_SERVICE (fleet nodes per service, default 20),
+ * SCALE_LOGS=<dir> (keep every sidecar's JSON log there). Every wait is bounded; whatever the
+ * bench started (nats-server, fleet, sidecars, apps, the before worktree) goes with it, on errors
+ * and Ctrl-C too.
  */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { appendFileSync, chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from "node:fs";
