@@ -4,7 +4,7 @@
  * when missing (as root). BENCH_SECONDS sets the length of each case (default 5), BENCH_ROUNDS
  * the request path's rounds (default 3).
  */
-import { writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { requireDebian, ROOT, SECONDS } from "./lib.js";
@@ -40,7 +40,10 @@ async function main(): Promise<void> {
     ...sections,
   ];
   // A partial run (BENCH_ONLY) prints its sections only: BENCHMARKS.md always holds one whole run.
-  if (!only) writeFileSync(path.join(ROOT, "BENCHMARKS.md"), lines.join("\n"));
+  // The scale section (npm run bench:scale, between its markers) is another run's: kept as it is.
+  const file = path.join(ROOT, "BENCHMARKS.md");
+  const scale = existsSync(file) ? /<!-- scale:begin -->[\s\S]*?<!-- scale:end -->/.exec(readFileSync(file, "utf8"))?.[0] : undefined;
+  if (!only) writeFileSync(file, [...lines, ...(scale ? ["", scale, ""] : [])].join("\n"));
   process.stdout.write(lines.join("\n"));
 }
 
