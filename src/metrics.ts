@@ -21,6 +21,8 @@ export interface MetricSources {
   notTaken?(): number | undefined;
   /** Open mesh-protocol connections: from peers (in), to peers (out). */
   meshConnections?(): { in: number; out: number };
+  /** Services this sidecar watches in the registry (those it calls). */
+  watchedServices?(): number;
 }
 
 /** Call outcomes observed by the caller, ejections by the selector. */
@@ -68,6 +70,13 @@ export class Metrics implements CallObserver {
       collect() {
         this.reset();
         for (const { service, count } of sources.nodes()) this.set({ service }, count);
+      },
+    });
+    new Gauge({
+      name: "sidecar_registry_watched_services", help: "Services this sidecar watches in the registry: those it called within registry.idleWatch, and calls.services", registers,
+      collect() {
+        const n = sources.watchedServices?.();
+        if (n !== undefined) this.set(n);
       },
     });
     new Gauge({

@@ -225,6 +225,7 @@ export class Sidecar implements Component {
       callsInFlight: (): number => caller.inFlight,
       notTaken: () => this.#broker?.notTaken?.(),
       meshConnections: () => ({ in: this.#meshInbound?.connections ?? 0, out: this.#transports.get("http")?.connections ?? 0 }),
+      watchedServices: () => this.#view?.watched().length ?? 0,
     }, callTraffic);
     this.#selector = new Selector(config.selector, systemClock, log.child({ component: "selector" }), (service, node, forMs, failures) => {
       metrics.ejection(service);

@@ -172,10 +172,12 @@ export class RegistryView implements Component {
   /** Stop watching `service` and forget it (its balancer and metric series go with it). */
   #drop(service: string, reason: string): void {
     const w = this.#watched.get(service);
+    const had = this.nodes(service).length > 0 || this.known(service);
     this.#watched.delete(service);
     w?.watch?.stop();
     this.#forget(service);
-    this.log.info("stopped watching service", { service, reason });
+    // A name nobody registered (a typo, a flood of made-up names) is not worth a line each.
+    this.log[had ? "info" : "debug"]("stopped watching service", { service, reason });
   }
 
   #forget(service: string): void {

@@ -60,6 +60,9 @@ describe("metrics", () => {
     assert.equal(sample(text, "sidecar_call_duration_seconds_count", { service: "svc" }), 10);
     assert.ok(sample(text, "sidecar_call_duration_seconds_bucket", { service: "svc", le: "0.1" })! >= 9);
     assert.equal(sample(text, "sidecar_registry_nodes", { service: "svc" }), 2);
+    const watching = ((await (await fetch(`${base}/status`)).json()) as { watching: { services: { service: string }[] } }).watching.services;
+    assert.ok(watching.some((w) => w.service === "svc"), "svc is watched: it was called");
+    assert.equal(sample(text, "sidecar_registry_watched_services"), watching.length, "the services watched, as /status lists them");
     assert.equal(sample(text, "sidecar_nats_connected"), 1);
     assert.equal(sample(text, "sidecar_app_healthy"), 1);
     assert.equal(sample(text, "sidecar_calls_in_flight"), 0);
