@@ -1,5 +1,5 @@
 import { KvWatchInclude } from "@nats-io/kv";
-import { KvWatcher, type KvWatchDeps } from "./nats-watch.js";
+import { KvWatcher, stallLimit, type KvWatchDeps } from "./nats-watch.js";
 
 /**
  * A watch of one of our own keys, for updates only: each heartbeat we write must come back
@@ -42,7 +42,7 @@ export class Canary {
     void this.#watcher.start().catch(() => undefined);
     // Measured from the oldest unseen write: heartbeats come every TTL/3, so the newest one is
     // never older than that, stalled or not.
-    const stallAfter = Math.max(500, Math.min(2_000, Math.floor(ttl / 3)));
+    const stallAfter = stallLimit(ttl);
     this.#timer = setInterval(() => {
       const since = this.#unseenSince;
       if (since === undefined || Date.now() - since <= stallAfter) return;

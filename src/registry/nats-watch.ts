@@ -25,6 +25,10 @@ export class KvWatcher {
   #stopped = false;
   /** Between a failure or restart and the new iterator's initial entries: this watch may have missed changes. */
   reopening = false;
+  /** When this watch last delivered an entry (or (re)opened). */
+  lastEntryAt = Date.now();
+  /** Keys this watch has shown put and not deleted since it (re)opened: each should heartbeat. */
+  readonly present = new Set<string>();
 
   constructor(
     private readonly d: KvWatchDeps,
@@ -33,6 +37,11 @@ export class KvWatcher {
     /** Called whenever the watch has delivered the entries present at an open (the first, and each restart). */
     private readonly onListed: () => void = () => {},
   ) {}
+
+  /** The key filter watched. */
+  get key(): string {
+    return this.options.key;
+  }
 
   get stopped(): boolean {
     return this.#stopped || this.d.closed();
@@ -64,6 +73,8 @@ export class KvWatcher {
   /** Drain `iter` into onEntry. `ready` settles once its initial entries are in; `done` when it ends. */
   #consume(iter: Iter): { ready: Promise<void>; done: Promise<void> } {
     this.#iter = iter;
+    this.present.clear();
+    this.lastEntryAt = Date.now();
     let listed!: () => void;
     const ready = new Promise<void>((r) => (listed = r));
     let settled = false;
@@ -79,6 +90,9 @@ export class KvWatcher {
     const done = (async () => {
       try {
         for await (const e of iter) {
+          this.lastEntryAt = Date.now();
+          if (e.operation === "PUT") this.present.add(e.key);
+          else this.present.delete(e.key);
           this.onEntry(e);
           // nats.js marks the last of the entries pending at the open as the first update.
           if (e.isUpdate) settle();
@@ -145,4 +159,9 @@ export async function consumerInfo(iter: Iter): Promise<{ name?: string; stream_
   } catch {
     return undefined;
   }
+}
+
+/** How long our own heartbeat may take to come back through a watch: TTL/3, within 0.5-2 s. */
+export function stallLimit(ttl: number): number {
+  return Math.max(500, Math.min(2_000, Math.floor(ttl / 3)));
 }

@@ -3,7 +3,7 @@ import type { Logger } from "../log.js";
 import type { NatsClient } from "../nats/connect.js";
 import { parseNodeRecord, type NodeRecord, type Registry, type RegistryEvent, type RegistryStatus, type RegistryWatch, type WatchScope } from "./types.js";
 import { closedError } from "../lifecycle/component.js";
-import { consumerInfo, KvWatcher, pendingAtOpen, type Iter, type KvWatchDeps } from "./nats-watch.js";
+import { consumerInfo, KvWatcher, pendingAtOpen, stallLimit, type Iter, type KvWatchDeps } from "./nats-watch.js";
 import type { JetStreamManager } from "@nats-io/jetstream";
 import { Canary } from "./nats-canary.js";
 
@@ -168,12 +168,38 @@ export class NatsRegistry implements Registry {
       this.#watchers.delete(watcher);
       throw err;
     }
+    this.#startWatchdog();
     return {
       stop: () => {
         watcher.stop();
         this.#watchers.delete(watcher);
       },
+      listening: () => !watcher.reopening,
     };
+  }
+
+  #watchdog: NodeJS.Timeout | undefined;
+
+  /**
+   * A watch can stall on its own (its consumer lived on a cluster server that went away, while the
+   * canary's lived elsewhere). A watch showing live keys hears each of them every heartbeat
+   * (TTL/3): silent for a heartbeat and the stall limit, it lists again. That costs one listing of
+   * one service, and holds only while the view still believes in its nodes: a service whose nodes
+   * all died lists without them (their records expired), and stops being restarted.
+   */
+  #startWatchdog(): void {
+    if (this.#watchdog) return;
+    const heartbeat = Math.max(10, Math.floor(this.options.ttl / 3));
+    const silentAfter = heartbeat + stallLimit(this.options.ttl);
+    this.#watchdog = setInterval(() => {
+      const now = Date.now();
+      for (const w of this.#watchers) {
+        if (w.reopening || w.present.size === 0 || now - w.lastEntryAt <= silentAfter) continue;
+        this.log.warn("registry watch silent for longer than a heartbeat (its consumer may be gone); listing again", { key: w.key, silentMs: now - w.lastEntryAt, keys: w.present.size });
+        w.restart();
+      }
+    }, Math.max(100, Math.floor(stallLimit(this.options.ttl) / 2)));
+    this.#watchdog.unref();
   }
 
   #event(e: KvWatchEntry): RegistryEvent | undefined {
@@ -215,21 +241,21 @@ export class NatsRegistry implements Registry {
   }
 
   /**
-   * `unavailable` while connected but the registry refuses our writes, our canary has not seen
-   * our own last heartbeat, or a watch is being restored: silence from other nodes proves nothing.
+   * `unavailable` while connected but the registry refuses our writes, or our canary has not seen
+   * our own last heartbeat: silence from other nodes proves nothing. (One watch being restored
+   * says so itself: `listening()`.)
    */
   status(): RegistryStatus {
     if (this.#closed) return "closed";
     const s = this.client.status();
     if (s !== "connected") return s;
-    if (this.#writesFailing || this.#canary?.stalled) return "unavailable";
-    for (const w of this.#watchers) if (w.reopening) return "unavailable";
-    return "connected";
+    return this.#writesFailing || this.#canary?.stalled ? "unavailable" : "connected";
   }
 
   /** Stop every watch; watches still being created settle first (and stop themselves: #closed). */
   async close(): Promise<void> {
     this.#closed = true;
+    if (this.#watchdog) clearInterval(this.#watchdog);
     this.#canary?.stop();
     for (const w of [...this.#watchers]) w.stop();
     this.#watchers.clear();

@@ -40,6 +40,12 @@ export type RegistryStatus = "connected" | "unavailable" | "disconnected" | "clo
 
 export interface RegistryWatch {
   stop(): void;
+  /**
+   * False while the watch is being restored (it failed, or went silent and is listing again): it
+   * may have missed heartbeats, so the view holds its nodes until it lists again (then the
+   * records' own times decide). Absent: always listening.
+   */
+  listening?(): boolean;
 }
 
 /** What a watch covers: one service's records (what callers watch), or every record when absent. */

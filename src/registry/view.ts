@@ -257,9 +257,11 @@ export class RegistryView implements Component {
     }
   }
 
-  /** Drop records not refreshed within the TTL. */
+  /** Drop records not refreshed within the TTL (not those of a watch being restored: it may have missed their heartbeats). */
   #expire(now: number): void {
+    if (this.#watch?.listening?.() === false) return;
     for (const [service, nodes] of this.#services) {
+      if (this.#watched.get(service)?.watch?.listening?.() === false) continue;
       let changed = false;
       for (const [id, e] of nodes) {
         if (now - e.seenAt > this.ttl) {

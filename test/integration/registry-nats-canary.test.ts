@@ -56,6 +56,36 @@ describe("nats registry: the canary watch of our own key", () => {
     }
   });
 
+  it("one watch stalled alone (its consumer deleted, the canary's kept): silent past a heartbeat, it lists again; meanwhile it says it is not listening", async () => {
+    const bucket = "canary_alone";
+    const registry = await NatsRegistry.open(client, { bucket, ttl: 3_000, replicas: 1 }, log);
+    const nc = await connect({ servers: nats.url });
+    try {
+      let puts = 0;
+      const watch = await registry.watch((e) => void (e.type === "put" && (puts += 1)), { service: "canary" });
+      await registry.register(node);
+      await waitFor(() => puts > 0, "our record through the service watch");
+      const jsm = await jetstreamManager(nc);
+      for await (const c of jsm.consumers.list(`KV_${bucket}`)) {
+        if (c.config.filter_subject === `$KV.${bucket}.canary.*`) await jsm.consumers.delete(`KV_${bucket}`, c.name);
+      }
+      const before = puts;
+      let notListening = false;
+      // Heartbeats every TTL/3 (1 s), as the registrar writes them.
+      await waitFor(async () => {
+        await registry.register(node);
+        notListening ||= watch.listening?.() === false;
+        return puts > before;
+      }, "the service watch to deliver again", 10_000);
+      assert.ok(notListening, "while it listed again, it said it was not listening (the view holds its nodes)");
+      assert.equal(registry.status(), "connected", "one watch restoring itself is not the registry being unavailable");
+      watch.stop();
+    } finally {
+      await nc.close();
+      await registry.close();
+    }
+  });
+
   it("a real stall (the watches' consumers deleted on the server) is noticed at the next heartbeat, and healed by restarting the watches", async () => {
     const bucket = "canary_stall";
     const registry = await NatsRegistry.open(client, { bucket, ttl: 3_000, replicas: 1 }, log);
