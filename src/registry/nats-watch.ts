@@ -33,7 +33,8 @@ export class KvWatcher {
   constructor(
     private readonly d: KvWatchDeps,
     private readonly options: KvWatchOptions & { key: string },
-    private readonly onEntry: (e: KvWatchEntry) => void,
+    /** `listing`: one of the entries present at the open (nats.js marks the last of them an update; this does not). */
+    private readonly onEntry: (e: KvWatchEntry, listing: boolean) => void,
     /** Called whenever the watch has delivered the entries present at an open (the first, and each restart). */
     private readonly onListed: () => void = () => {},
   ) {}
@@ -52,23 +53,27 @@ export class KvWatcher {
     const first = await this.#open("open");
     if (!first) throw new Error("the registry watch was stopped while it was opening");
     const listed = this.#consume(first);
-    void this.#run(first, listed);
+    void this.#run(listed);
     await listed.ready;
   }
 
   /** Iterate, and re-create the watch after it ends, until stopped (never iterate a finished one again). */
-  async #run(iter: Iter, listed: { ready: Promise<void>; done: Promise<void> }): Promise<void> {
+  async #run(listed: { ready: Promise<void>; done: Promise<void> }): Promise<void> {
     for (;;) {
       await listed.done;
       if (this.stopped) return;
-      this.reopening = true;
+      // An iterator that failed (or a restart asked to) may have missed changes; a relisting of a silent one did not.
+      this.reopening = this.#hold;
+      this.#hold = true;
       const fresh = await this.#open("restart");
       if (!fresh) return;
-      iter = fresh;
-      listed = this.#consume(iter);
+      listed = this.#consume(fresh);
       void listed.ready.then(() => (this.reopening = false));
     }
   }
+
+  /** Whether the next restart holds the view's nodes (reopening) until it has listed. */
+  #hold = true;
 
   /** Drain `iter` into onEntry. `ready` settles once its initial entries are in; `done` when it ends. */
   #consume(iter: Iter): { ready: Promise<void>; done: Promise<void> } {
@@ -93,7 +98,7 @@ export class KvWatcher {
           this.lastEntryAt = Date.now();
           if (e.operation === "PUT") this.present.add(e.key);
           else this.present.delete(e.key);
-          this.onEntry(e);
+          this.onEntry(e, !settled);
           // nats.js marks the last of the entries pending at the open as the first update.
           if (e.isUpdate) settle();
         }
@@ -129,8 +134,14 @@ export class KvWatcher {
   }
 
   /** End the current iterator: the watch opens a new one (and lists again). */
-  restart(): void {
-    this.reopening = true;
+  /**
+   * End the current iterator: the watch opens a new one (and lists again). `hold`: say it is not
+   * listening until then (its stall may have hidden heartbeats), so the view expires none of its
+   * nodes meanwhile.
+   */
+  restart(hold = true): void {
+    this.#hold = hold;
+    if (hold) this.reopening = true;
     if (this.#iter) this.d.release(this.#iter);
   }
 

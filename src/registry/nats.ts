@@ -157,8 +157,8 @@ export class NatsRegistry implements Registry {
   async watch(onEvent: (event: RegistryEvent) => void, scope?: WatchScope): Promise<RegistryWatch> {
     if (this.#closed) throw closedError("nats registry");
     const service = scope?.service;
-    const watcher = new KvWatcher(this.#deps, { key: service === undefined ? ">" : `${service}.*` }, (e) => {
-      const event = this.#event(e);
+    const watcher = new KvWatcher(this.#deps, { key: service === undefined ? ">" : `${service}.*` }, (e, listing) => {
+      const event = this.#event(e, listing);
       if (event && (service === undefined || (event.type === "put" ? event.node.service : event.service) === service)) onEvent(event);
     });
     this.#watchers.add(watcher);
@@ -183,9 +183,11 @@ export class NatsRegistry implements Registry {
   /**
    * A watch can stall on its own (its consumer lived on a cluster server that went away, while the
    * canary's lived elsewhere). A watch showing live keys hears each of them every heartbeat
-   * (TTL/3): silent for a heartbeat and the stall limit, it lists again. That costs one listing of
-   * one service, and holds only while the view still believes in its nodes: a service whose nodes
-   * all died lists without them (their records expired), and stops being restarted.
+   * (TTL/3): silent for a heartbeat and the stall limit (at most 2/3 of the TTL), it lists again,
+   * and the view holds its nodes until it has (a relisting during a JetStream election may take a
+   * while); then the records' own times decide, so a node that died still leaves on time. That
+   * costs one listing of one service; a service whose nodes all died lists without them once
+   * their records expire, and stops being restarted.
    */
   #startWatchdog(): void {
     if (this.#watchdog) return;
@@ -202,12 +204,13 @@ export class NatsRegistry implements Registry {
     this.#watchdog.unref();
   }
 
-  #event(e: KvWatchEntry): RegistryEvent | undefined {
+  #event(e: KvWatchEntry, listing: boolean): RegistryEvent | undefined {
     if (e.operation !== "PUT") return { type: "delete", ...splitKey(e.key) };
     const node = this.#parse(e.value, e.key);
-    // Historical entries carry their server time (never in our future); live ones are fresh now,
-    // which keeps clock skew between hosts out of expiry.
-    const seenAt = e.isUpdate ? Date.now() : Math.min(e.created.getTime(), Date.now());
+    // Listed entries carry their server time (never in our future), the last one too (a relisting
+    // must not renew a dead node's record); live ones are fresh now, which keeps clock skew
+    // between hosts out of expiry.
+    const seenAt = listing ? Math.min(e.created.getTime(), Date.now()) : Date.now();
     return node ? { type: "put", node, seenAt } : undefined;
   }
 
