@@ -100,11 +100,12 @@ export class LocalRegistry implements Registry {
   async watch(onEvent: (event: RegistryEvent) => void, scope?: WatchScope): Promise<RegistryWatch> {
     if (this.#closed) throw closedError("local registry");
     const w: LocalWatch = { service: scope?.service, onEvent, known: new Map(), stopped: false };
-    // Its listing first; changes after it arrive with the next shared rescan (which diffs against `known`).
-    diff(w, await this.#scan(w.service));
-    if (this.#closed) throw closedError("local registry");
     this.#watching.add(w);
     this.#startScanning();
+    // Its listing is the next shared scan: every watch of this process sees a record in the same pass
+    // (a view that lists a subscriber before the local broker's view would lose a publish to it).
+    await this.#rescan();
+    if (this.#closed) throw closedError("local registry");
     const stop = {
       stop: () => {
         w.stopped = true;
@@ -119,20 +120,21 @@ export class LocalRegistry implements Registry {
 
   #watching = new Set<LocalWatch>();
   #scanner: { fsw: FSWatcher | undefined; timer: NodeJS.Timeout } | undefined;
-  #scanning = false;
+  /** The scan loop while it runs; `#again` asks it for one more pass. */
+  #loop: Promise<void> | undefined;
   #again = false;
 
   #startScanning(): void {
     if (this.#scanner) return;
     let fsw: FSWatcher | undefined;
     try {
-      fsw = fsWatch(this.options.dir, () => void this.#rescan());
+      fsw = fsWatch(this.options.dir, () => void this.#rescan().catch(() => undefined));
       fsw.on("error", () => undefined);
     } catch (err) {
       this.log.warn("fs.watch unavailable on the registry directory; relying on periodic scans", { error: (err as Error).message });
     }
     const period = Math.max(50, Math.min(1_000, Math.floor(this.options.ttl / 6)));
-    const timer = setInterval(() => void this.#rescan(), period);
+    const timer = setInterval(() => void this.#rescan().catch(() => undefined), period);
     timer.unref();
     this.#scanner = { fsw, timer };
   }
@@ -144,22 +146,24 @@ export class LocalRegistry implements Registry {
     this.#scanner = undefined;
   }
 
-  /** One scan of the directory for every watch; one at a time, and once more if asked meanwhile. */
-  async #rescan(): Promise<void> {
-    if (this.#scanning) {
-      this.#again = true;
-      return;
-    }
-    this.#scanning = true;
-    try {
-      do {
-        this.#again = false;
-        const now = await this.#scan();
-        for (const w of [...this.#watching]) if (!w.stopped) diff(w, now);
-      } while (this.#again && this.#watching.size > 0);
-    } finally {
-      this.#scanning = false;
-    }
+  /**
+   * One scan of the directory for every watch, one at a time. Resolves once a scan that began
+   * after the call has been applied (asked during a scan, it runs one more).
+   */
+  #rescan(): Promise<void> {
+    this.#again = true;
+    this.#loop ??= (async () => {
+      try {
+        while (this.#again && this.#watching.size > 0) {
+          this.#again = false;
+          const now = await this.#scan();
+          for (const w of [...this.#watching]) if (!w.stopped) diff(w, now);
+        }
+      } finally {
+        this.#loop = undefined;
+      }
+    })();
+    return this.#loop;
   }
 
   status(): RegistryStatus {
