@@ -62,18 +62,14 @@ export class KvWatcher {
     for (;;) {
       await listed.done;
       if (this.stopped) return;
-      // An iterator that failed (or a restart asked to) may have missed changes; a relisting of a silent one did not.
-      this.reopening = this.#hold;
-      this.#hold = true;
+      // An iterator that ended (it failed, or a restart ended it) may have missed changes: not listening until it lists again.
+      this.reopening = true;
       const fresh = await this.#open("restart");
       if (!fresh) return;
       listed = this.#consume(fresh);
       void listed.ready.then(() => (this.reopening = false));
     }
   }
-
-  /** Whether the next restart holds the view's nodes (reopening) until it has listed. */
-  #hold = true;
 
   /** Drain `iter` into onEntry. `ready` settles once its initial entries are in; `done` when it ends. */
   #consume(iter: Iter): { ready: Promise<void>; done: Promise<void> } {
@@ -133,15 +129,13 @@ export class KvWatcher {
     }
   }
 
-  /** End the current iterator: the watch opens a new one (and lists again). */
   /**
-   * End the current iterator: the watch opens a new one (and lists again). `hold`: say it is not
+   * End the current iterator: the watch opens a new one (and lists again). It says it is not
    * listening until then (its stall may have hidden heartbeats), so the view expires none of its
    * nodes meanwhile.
    */
-  restart(hold = true): void {
-    this.#hold = hold;
-    if (hold) this.reopening = true;
+  restart(): void {
+    this.reopening = true;
     if (this.#iter) this.d.release(this.#iter);
   }
 

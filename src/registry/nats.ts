@@ -112,7 +112,7 @@ export class NatsRegistry implements Registry {
       throw err;
     }
     if (this.#closed) return;
-    this.#canary ??= new Canary(this.#deps, key, this.options.ttl, () => this.#restartAll());
+    this.#canary ??= this.#canaryOn(key);
     this.#canary.written(key, revision);
   }
 
@@ -125,7 +125,7 @@ export class NatsRegistry implements Registry {
       // Watch another of our keys, if any (it starts checking at its next heartbeat).
       this.#canary.stop();
       const next = this.#keys.values().next();
-      this.#canary = next.done ? undefined : new Canary(this.#deps, next.value, this.options.ttl, () => this.#restartAll());
+      this.#canary = next.done ? undefined : this.#canaryOn(next.value);
     }
     await this.kv.delete(key);
   }
@@ -212,6 +212,10 @@ export class NatsRegistry implements Registry {
     // between hosts out of expiry.
     const seenAt = listing ? Math.min(e.created.getTime(), Date.now()) : Date.now();
     return node ? { type: "put", node, seenAt } : undefined;
+  }
+
+  #canaryOn(key: string): Canary {
+    return new Canary(this.#deps, key, this.options.ttl, () => this.#restartAll());
   }
 
   /** The canary found our own heartbeat unseen: the watches share its fate (a consumer's server gone), so all start again. */
