@@ -7,6 +7,7 @@ import { endBody, pipeBody } from "../http/pipe.js";
 import { nextTraceparent } from "../http/trace.js";
 import type { NodeRecord } from "../registry/types.js";
 import type { RegistryView } from "../registry/view.js";
+import { listed, lookup } from "../registry/lookup.js";
 import type { Outcome, Selector, ServiceBalancer } from "../selector/index.js";
 import { discard, replayable, TransportError, type StreamBody, type Transport, type UpstreamResponse } from "../transport/types.js";
 import { OTHER, type CallObserver } from "../metrics.js";
@@ -82,15 +83,7 @@ export class Caller {
 
   /** Is `address` the address of a live node of `service`? (A pinned call goes nowhere else.) Watches the service from now on. */
   async hasNode(service: string, address: string, timeout: number): Promise<boolean> {
-    const listing = this.view.want(service);
-    if (listing) {
-      const deadline = new Deadline(timeout);
-      try {
-        await listed(listing, service, deadline);
-      } finally {
-        deadline.done();
-      }
-    }
+    await lookup(this.view, service, timeout);
     return this.view.nodes(service).some((n) => n.address === address);
   }
 
@@ -115,7 +108,7 @@ export class Caller {
     try {
       // The first call to a service this sidecar does not watch yet waits for its listing.
       const listing = this.view.want(call.service);
-      if (listing) await listed(listing, call.service, deadline);
+      if (listing) await listed(listing, call.service, deadline, "; the call was not sent");
       // A name the registry does not know gets no state here (balancer, metric series): callers
       // can send any name, and each would stay for good (issue 12, item 6).
       known = this.view.known(call.service);
@@ -274,21 +267,3 @@ function timeout(call: Call, cause?: unknown): SidecarError {
   return new SidecarError("TIMEOUT", `call to '${call.service}' did not complete within ${call.timeout}ms`, { cause });
 }
 
-/** Wait for a service's first listing, within the call's deadline: a call that cannot be resolved is never sent. */
-function listed(listing: Promise<void>, service: string, deadline: Deadline): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    const off = deadline.onCancel(() =>
-      reject(new SidecarError("REGISTRY_UNAVAILABLE", `the registry did not list service '${service}' within the call's deadline (this sidecar was not watching it yet); the call was not sent`)),
-    );
-    listing.then(
-      () => {
-        off();
-        resolve();
-      },
-      (err: Error) => {
-        off();
-        reject(new SidecarError("REGISTRY_UNAVAILABLE", `cannot watch service '${service}' in the registry: ${err.message}; the call was not sent`, { cause: err }));
-      },
-    );
-  });
-}
