@@ -74,9 +74,12 @@ describe("hosts: faults across hosts under 8 concurrent callers", () => {
     };
     console.log(`hosts figures, a callee's host cut: ${JSON.stringify(figures)}`);
     // A black hole cannot be told from a slow app at once: the calls in flight on the cut host, or
-    // sent to it before anything could tell (one per caller at most), run out their deadline.
-    // They may have run there, so they are not resent elsewhere.
-    assert.ok(failed.length <= CALLERS, `at most one call per caller fails: ${JSON.stringify(figures)}`);
+    // sent to it before anything could tell, run out their deadline. They may have run there, so
+    // they are not resent elsewhere. One per caller, plus the callers whose timeout came back
+    // before the node's ejection (its third failure in a row: selector.consecutiveFailures, 3)
+    // and who picked it again: at most CALLERS + 2 (a CI run saw 9).
+    const CONSECUTIVE_FAILURES = 3;
+    assert.ok(failed.length <= CALLERS + CONSECUTIVE_FAILURES - 1, `at most one call per caller fails, and one more for each of the first two failures: ${JSON.stringify(figures)}`);
     assert.ok(failed.every((c) => c.status === 504 && c.code?.includes('"TIMEOUT"')), `those fail as TIMEOUT at their deadline: ${JSON.stringify(figures)}`);
     assert.equal(during.filter((c) => !c.ok && c.t > cutAt + 2 * DEADLINE_MS).length, 0, "every call sent after that is answered by the other node");
     assert.ok(figures.leftViewAfterCutMs <= TTL_MS + TTL_MS / 3 + 1500, `echo1 left the view ${figures.leftViewAfterCutMs}ms after the cut (TTL ${TTL_MS}ms + a heartbeat)`);
